@@ -1,0 +1,91 @@
+"""Shared fixtures: per-test TOOLBOX_HOME and DOCKER_CONFIG, and the real engine and registry.
+
+The engine fixtures start the distribution's dockerd once per session (see tests/harness.py);
+set ``TOOLBOX_TEST_DOCKER_HOST`` to use an engine that is already running instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests import harness
+
+
+@pytest.fixture(autouse=True)
+def toolbox_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own Toolbox folders and Docker CLI config; never the user's."""
+    home = tmp_path / "toolbox-home"
+    home.mkdir()
+    monkeypatch.setenv("TOOLBOX_HOME", str(home))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    return home
+
+
+class Engine:
+    """A running engine for tests: its URL, TLS details, and a way to restart it."""
+
+    def __init__(self, daemon: harness.PrivateDockerd | None, url: str):
+        self.daemon = daemon
+        self.url = url
+
+    @property
+    def tls(self) -> harness.TLSFiles | None:
+        return self.daemon.tls if self.daemon else None
+
+    def client(self) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.url, version="auto", timeout=60)
+
+    def restart(self) -> None:
+        if self.daemon is None:
+            pytest.skip("cannot restart an engine the harness did not start")
+        self.daemon.restart()
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The real Docker engine, with ``busybox:latest`` imported."""
+    existing = os.environ.get("TOOLBOX_TEST_DOCKER_HOST")
+    daemon = None
+    if existing:
+        eng = Engine(None, existing)
+    else:
+        daemon = harness.PrivateDockerd()
+        daemon.start()
+        eng = Engine(daemon, daemon.url)
+    client = eng.client()
+    try:
+        harness.import_busybox(client, workdir=tmp_path_factory.mktemp("busybox"))
+    finally:
+        client.close()
+    yield eng
+    if daemon is not None:
+        daemon.cleanup()
+
+
+@pytest.fixture
+def docker_client(engine: Engine) -> Iterator[docker.DockerClient]:
+    """A docker-py client for arranging and checking state; removes what a test left behind."""
+    client = engine.client()
+    before_containers = {c["Id"] for c in client.api.containers(all=True)}
+    yield client
+    for c in client.api.containers(all=True):
+        if c["Id"] not in before_containers:
+            try:
+                client.api.remove_container(c["Id"], force=True, v=True)
+            except docker.errors.APIError:
+                pass
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[harness.LocalRegistry]:
+    """The distribution's docker-registry on loopback."""
+    reg = harness.LocalRegistry()
+    reg.start()
+    yield reg
+    reg.cleanup()
