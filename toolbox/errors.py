@@ -41,6 +41,12 @@ class ToolboxError(Exception):
         return self.message
 
 
+class Cancelled(ToolboxError):
+    """The user cancelled an operation; nothing to report beyond that."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class UsageError(ToolboxError):
     """Bad input from a form, a CLI argument or a file."""
 
