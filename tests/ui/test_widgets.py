@@ -1,0 +1,64 @@
+"""The shared widgets: debounced filter box, engine banner, error dialog."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QWidget
+
+from toolbox.errors import EngineUnreachable
+from ui.widgets.banner import EngineBanner
+from ui.widgets.error_dialog import ErrorDialog
+from ui.widgets.filter_edit import FilterLineEdit
+
+
+def test_filter_edit_emits_once_after_typing_settles(qtbot) -> None:
+    box = FilterLineEdit(delay_ms=50)
+    qtbot.addWidget(box)
+    seen: list[str] = []
+    box.filter_changed.connect(seen.append)
+    qtbot.keyClicks(box, "web  ")
+    assert seen == []  # nothing while typing
+    qtbot.waitUntil(lambda: seen == ["web"], timeout=2000)
+    qtbot.keyClick(box, Qt.Key.Key_Escape)
+    assert seen == ["web", ""]
+    assert box.text() == ""
+
+
+def test_banner_lost_retry_connected(qtbot) -> None:
+    window = QWidget()
+    qtbot.addWidget(window)
+    banner = EngineBanner(window)
+    window.show()
+    assert not banner.isVisible()
+    banner.show_connecting("unix:///var/run/docker.sock")
+    assert banner.isVisible() and not banner.retry_button.isVisible()
+    banner.show_lost("tcp://127.0.0.1:2376", "Connection refused", None)
+    assert banner.isVisible() and banner.retry_button.isVisible()
+    assert banner.label.text().startswith("Cannot reach the Docker engine at tcp://127.0.0.1:2376.")
+    assert "Connection refused." in banner.label.text()
+    with qtbot.waitSignal(banner.retry_requested, timeout=1000):
+        qtbot.mouseClick(banner.retry_button, Qt.MouseButton.LeftButton)
+    assert not banner.retry_button.isEnabled()
+    assert "Retrying" in banner.label.text()
+    banner.show_connected()
+    assert not banner.isVisible() and banner.mode == "hidden"
+
+
+def test_error_dialog_shows_what_why_hint_and_details(qtbot) -> None:
+    err = EngineUnreachable("Connection refused", hint="Start the machine", details="trace\nback")
+    dialog = ErrorDialog.from_error(err, what="Stop container <web>")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.windowTitle() == "Stop container <web>"
+    assert "&lt;web&gt;" in dialog.what_label.text()
+    assert dialog.why_label.text() == "Connection refused"
+    assert dialog.hint_label.text() == "Start the machine"
+    assert not dialog.details_view.isVisible()
+    qtbot.mouseClick(dialog.details_button, Qt.MouseButton.LeftButton)
+    assert dialog.details_view.isVisible()
+    assert dialog.details_view.toPlainText() == "trace\nback"
+    dialog.copy_report()
+    assert QGuiApplication.clipboard().text() == (
+        "Stop container <web>\nConnection refused\nStart the machine\ntrace\nback"
+    )

@@ -1,0 +1,1 @@
+"""Table models shared by the pages (see ``ui.models.table``)."""
