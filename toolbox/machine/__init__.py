@@ -1,0 +1,1 @@
+"""Machines: the record (``model``), its store (``store``) and the lifecycle (``service``)."""
