@@ -1,0 +1,1 @@
+"""The Containers page: table, actions, details (logs, inspect), run dialog, shells."""

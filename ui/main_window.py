@@ -1,0 +1,201 @@
+"""The main window: a thin shell with a sidebar of pages, the engine banner and a status bar.
+
+Usage (what ``ui.app.main`` does)::
+
+    window = MainWindow(tasks, engine_label="tcp://127.0.0.1:2376")
+    window.show()                   # paints at once: no docker-py import, no connection yet
+    window.attach(session)          # later: pages are built on first view, banner follows state
+
+Everything else lives in the pages (``ui.pages``). The window tells the visible page when it is
+shown or hidden, so pages can pause their timers while nobody looks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QHideEvent, QKeySequence, QShortcut, QShowEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.pages import Page, PageContext, PageSpec, available_pages
+from ui.tasks import TaskRunner
+from ui.widgets.banner import EngineBanner
+
+if TYPE_CHECKING:
+    from ui.session import EngineSession
+
+APP_TITLE = "Toolbox"
+
+
+class MainWindow(QMainWindow):
+    """Sidebar + stacked pages + banner.
+
+    Signals:
+        first_painted(): the window has painted once (the app connects to the engine after).
+        page_changed(str): the key of the page now shown.
+    """
+
+    first_painted = Signal()
+    page_changed = Signal(str)
+
+    def __init__(self, tasks: TaskRunner, engine_label: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.tasks = tasks
+        self.session: EngineSession | None = None
+        self.engine_label = engine_label
+        self.specs: list[PageSpec] = available_pages()
+        self.pages: dict[str, Page] = {}
+        self._painted = False
+        self._shown_page: Page | None = None
+        self.setWindowTitle(APP_TITLE)
+        self.resize(1100, 700)
+
+        self.banner = EngineBanner()
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setFixedWidth(150)
+        self.sidebar.addItems([spec.title for spec in self.specs])
+        self.stack = QStackedWidget()
+        self.waiting = QLabel("Connecting to the Docker engine…")
+        self.waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.stack.addWidget(self.waiting)
+        self.engine_status = QLabel(engine_label)
+        self.statusBar().addPermanentWidget(self.engine_status)
+
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        right.addWidget(self.banner)
+        right.addWidget(self.stack, 1)
+        body = QHBoxLayout()
+        body.setContentsMargins(6, 6, 6, 6)
+        body.addWidget(self.sidebar)
+        body.addLayout(right, 1)
+        central = QWidget()
+        central.setLayout(body)
+        self.setCentralWidget(central)
+
+        for spec in self.specs:
+            if spec.shortcut:
+                shortcut = QShortcut(QKeySequence(spec.shortcut), self)
+                shortcut.activated.connect(lambda key=spec.key: self.select_page(key))
+        self.sidebar.currentRowChanged.connect(self._row_changed)
+        self.installEventFilter(self)
+        self._update_title()
+
+    # -- engine -------------------------------------------------------------------------------
+
+    def attach(self, session: EngineSession) -> None:
+        """Start showing ``session``: build the current page, follow the connection state."""
+        self.session = session
+        self.engine_label = session.describe()
+        self.engine_status.setText(self.engine_label)
+        self.banner.retry_requested.connect(session.retry_now)
+        session.state_changed.connect(self._on_state)
+        session.info_changed.connect(self._on_info)
+        if session.state is None:
+            self.banner.show_connecting(self.engine_label)
+        self._update_title()
+        self.select_page("")
+
+    def show_engine_problem(self, why: str, hint: str | None = None) -> None:
+        """The engine could not even be configured (bad --context, bad URL)."""
+        self.banner.show_lost(self.engine_label or "(not set)", why, hint)
+
+    def _on_state(self, state: Any, error: Any) -> None:
+        from toolbox.engine.watch import ConnectionState  # loaded by now; kept off startup
+
+        if state is ConnectionState.CONNECTED:
+            self.banner.show_connected()
+        else:
+            self.banner.show_lost(
+                self.engine_label,
+                getattr(error, "message", None) or (str(error) if error else None),
+                getattr(error, "hint", None),
+            )
+
+    def _on_info(self, info: Any) -> None:
+        self.engine_status.setText(f"{self.engine_label}  ·  Docker {info.version}")
+
+    def _update_title(self) -> None:
+        name = self.session.name if self.session else ""
+        where = self.engine_label
+        suffix = f"{name} ({where})" if name and where and name != where else (name or where)
+        self.setWindowTitle(f"{APP_TITLE} — {suffix}" if suffix else APP_TITLE)
+
+    # -- pages --------------------------------------------------------------------------------
+
+    def select_page(self, key: str) -> Page | None:
+        """Show the page ``key`` (built on first use); "" means the sidebar's current one."""
+        keys = [spec.key for spec in self.specs]
+        if not keys:
+            return None
+        index = keys.index(key) if key in keys else max(0, self.sidebar.currentRow())
+        if self.sidebar.currentRow() != index:
+            self.sidebar.setCurrentRow(index)  # re-enters through _row_changed
+            return self.pages.get(keys[index])
+        return self._show(self.specs[index])
+
+    def page(self, key: str) -> Page | None:
+        return self.pages.get(key)
+
+    def _row_changed(self, row: int) -> None:
+        if 0 <= row < len(self.specs):
+            self._show(self.specs[row])
+
+    def _show(self, spec: PageSpec) -> Page | None:
+        if self.session is None:
+            return None
+        page = self.pages.get(spec.key)
+        if page is None:
+            page = spec.create(PageContext(self.session, self.tasks))
+            self.pages[spec.key] = page
+            self.stack.addWidget(page)
+        if self._shown_page is not page:
+            if self._shown_page is not None:
+                self._shown_page.page_hidden()
+            self.stack.setCurrentWidget(page)
+            self._shown_page = page
+            if self.isVisible() and not self.isMinimized():
+                page.page_shown()
+            self.page_changed.emit(spec.key)
+        return page
+
+    # -- visibility ---------------------------------------------------------------------------
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if not self._painted and watched is self and event.type() == QEvent.Type.Paint:
+            self._painted = True
+            self.first_painted.emit()
+        return False
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._shown_page is not None:
+            self._shown_page.page_shown()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        if self._shown_page is not None:
+            self._shown_page.page_hidden()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.WindowStateChange and self._shown_page is not None:
+            if self.isMinimized():
+                self._shown_page.page_hidden()
+            elif self.isVisible():
+                self._shown_page.page_shown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        for page in self.pages.values():
+            page.shutdown()
+        super().closeEvent(event)
