@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,8 @@ def as_toolbox_error(exc: BaseException, what: str | None = None) -> ToolboxErro
     traceback in ``details``."""
     if isinstance(exc, ToolboxError):
         return exc
+    import traceback  # only on the error path: it costs ~20 ms at start-up
+
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     head = f"{what} failed" if what else "Something went wrong"
     text = str(exc) or type(exc).__name__
