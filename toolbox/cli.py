@@ -1,28 +1,792 @@
-"""The ``toolbox`` command line: the same services the GUI uses, headless."""
+"""The ``toolbox`` command line: the same services the GUI uses, headless.
+
+Results go to stdout (tables, JSON, ``env`` output); progress, errors and hints to stderr,
+so ``eval $(toolbox env)`` and ``toolbox ls --json | jq`` see only what they should.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import json
+import os
+import shlex
+import shutil
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
-from toolbox import __version__
-from toolbox.errors import EXIT_INTERRUPTED, ToolboxError
+from toolbox import __version__, dockercontext
+from toolbox.errors import (
+    EXIT_COMMAND,
+    EXIT_DRIVER,
+    EXIT_ENGINE,
+    EXIT_GENERIC,
+    EXIT_IMAGE,
+    EXIT_INTERRUPTED,
+    EXIT_MACHINE,
+    EXIT_NOT_FOUND,
+    EXIT_PROVISION,
+    EXIT_SSH,
+    EXIT_USAGE,
+    MachineError,
+    ToolboxError,
+    UsageError,
+)
+from toolbox.machine.model import (
+    DEFAULT_CPUS,
+    DEFAULT_DISK_GIB,
+    DEFAULT_MEMORY_MIB,
+    DEFAULT_NAME,
+    MachineState,
+    format_duration,
+    parse_disk_gib,
+    parse_forward,
+    parse_memory_mib,
+    validate_name,
+)
+
+DRIVER_CHOICES = ("qemu", "virtualbox")
+SHELL_CHOICES = ("bash", "zsh", "fish", "powershell", "cmd")
+
+EPILOG = f"""\
+NAME defaults to "{DEFAULT_NAME}" where it is optional.
+
+exit codes:
+  0    success
+  {EXIT_GENERIC}    unexpected failure
+  {EXIT_USAGE}    bad arguments or input
+  {EXIT_NOT_FOUND}    no such machine or image
+  {EXIT_ENGINE}    the Docker engine failed or could not be reached
+  {EXIT_MACHINE}    machine error (damaged record, busy, not running, interrupted create)
+  {EXIT_DRIVER}    hypervisor error (VirtualBox or QEMU missing or failing)
+  {EXIT_SSH}    SSH to the guest failed (no banner, host key mismatch)
+  {EXIT_PROVISION}    provisioning the engine failed
+  {EXIT_IMAGE}    guest image download, verification or build failed
+  {EXIT_COMMAND}   a command failed
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  other with `ssh NAME -- CMD`: the remote command's exit code
+"""
+
+
+# -- argument types ----------------------------------------------------------------------
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Wrap a validator so argparse prints its message as a usage error."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ToolboxError as exc:
+            raise argparse.ArgumentTypeError(
+                exc.message + (f" ({exc.hint})" if exc.hint else "")
+            ) from exc
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _cpus(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 256:
+        raise UsageError(f"Invalid CPU count: {text!r}", hint="Use a number from 1 to 256.")
+    return int(text)
+
+
+NAME_ARG = _arg(validate_name)
+
+
+def _add_name(parser: argparse.ArgumentParser, nargs: str | None = "?") -> None:
+    parser.add_argument(
+        "name",
+        metavar="NAME",
+        nargs=nargs,
+        default=DEFAULT_NAME if nargs == "?" else None,
+        type=NAME_ARG,
+        help=f"machine name (default: {DEFAULT_NAME})" if nargs == "?" else "machine name",
+    )
+
+
+# -- output helpers ----------------------------------------------------------------------
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    return value
+
+
+def print_json(value: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    json.dump(_to_json(value), out, indent=2)
+    out.write("\n")
+
+
+def print_table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    for row in [headers, *rows]:
+        out.write("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    from toolbox.cli_progress import ProgressPrinter
+
+    return ProgressPrinter(sys.stderr)
+
+
+def _service(args: argparse.Namespace) -> Any:
+    from toolbox.machine.service import MachineService
+
+    return MachineService()
+
+
+def _phase_line(result: Any) -> str:
+    parts = [
+        f"{p.phase} {'(done before)' if p.skipped else format_duration(p.seconds)}"
+        for p in result.phases
+    ]
+    return f"Phases: {', '.join(parts)}; total {format_duration(result.seconds)}"
+
+
+def _env_hint(name: str) -> str:
+    from toolbox.shellenv import Shell, detect_shell, hint_lines
+
+    shell = detect_shell()
+    command = "toolbox env" + ("" if name == DEFAULT_NAME else f" {name}")
+    line = hint_lines(shell, command)[-1]
+    return line.lstrip("#").replace("REM", "", 1).strip() if shell is Shell.CMD else line[2:]
+
+
+# -- machine commands -----------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from toolbox.machine.service import CreateOptions
+
+    service = _service(args)
+    progress = _progress(args)
+    options = CreateOptions(
+        name=args.name,
+        driver=args.driver,
+        cpus=args.cpus,
+        memory_mib=args.memory,
+        disk_gib=args.disk,
+        image=args.image,
+    )
+    try:
+        result = service.create(options, progress)
+    except (ToolboxError, KeyboardInterrupt) as exc:
+        progress.close()
+        exists_already = isinstance(exc, MachineError) and "already exists" in exc.message
+        if not exists_already and service.store.exists(args.name):
+            print(
+                f"The machine is kept: `toolbox create {args.name}` continues where it "
+                f"stopped; `toolbox rm -f {args.name}` removes it.",
+                file=sys.stderr,
+            )
+        raise
+    progress.close()
+    spec = result.spec
+    verb = "Finished creating" if result.resumed else "Created"
+    print(f"{verb} machine {spec.name}: engine at {spec.engine_url} (TLS).")
+    print(_phase_line(result))
+    if args.use:
+        dockercontext.use_context(dockercontext.context_name(spec.name))
+        print(f"Docker CLI context {dockercontext.context_name(spec.name)} is now current.")
+    else:
+        print(
+            f"Docker CLI context: {dockercontext.context_name(spec.name)} "
+            f"(docker --context {dockercontext.context_name(spec.name)} ps)"
+        )
+    print(f"To use it in this shell: {_env_hint(spec.name)}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    service = _service(args)
+    progress = _progress(args)
+    try:
+        result = service.start(args.name, progress)
+    finally:
+        progress.close()
+    print(f"Machine {result.spec.name} is running: engine at {result.spec.engine_url}.")
+    print(_phase_line(result))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    service = _service(args)
+    for name in args.names:
+        service.stop(name, timeout=args.timeout)
+        print(f"Stopped {name}.")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    service = _service(args)
+    progress = _progress(args)
+    try:
+        result = service.restart(args.name, progress)
+    finally:
+        progress.close()
+    print(f"Machine {result.spec.name} is running: engine at {result.spec.engine_url}.")
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    service = _service(args)
+    for name in args.names:
+        service.kill(name)
+        print(f"Killed {name}.")
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    service = _service(args)
+    if not (args.force or args.yes) and sys.stdin.isatty():
+        names = ", ".join(args.names)
+        if not _confirm(f"Remove {names} with its disk, containers and images?"):
+            print("Nothing removed.", file=sys.stderr)
+            return EXIT_GENERIC
+    for name in args.names:
+        service.remove(name, force=args.force)
+        print(f"Removed {name}.")
+    return 0
+
+
+def _active_machine(specs: Sequence[Any]) -> str | None:
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        for spec in specs:
+            if spec is not None and spec.engine_url == host:
+                return str(spec.name)
+        return None
+    try:
+        current = os.environ.get("DOCKER_CONTEXT") or dockercontext.current_context()
+    except ToolboxError:
+        return None
+    for spec in specs:
+        if spec is not None and dockercontext.context_name(spec.name) == current:
+            return str(spec.name)
+    return None
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    service = _service(args)
+    statuses = service.statuses()
+    if args.quiet:
+        for status in statuses:
+            print(status.name)
+        return 0
+    active = _active_machine([s.spec for s in statuses])
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": s.name,
+                    "active": s.name == active,
+                    "state": s.state.value,
+                    "driver": s.driver,
+                    "url": s.url,
+                    "cpus": s.spec.cpus if s.spec else None,
+                    "memory_mib": s.spec.memory_mib if s.spec else None,
+                    "disk_gib": s.spec.disk_gib if s.spec else None,
+                    "image": s.spec.image if s.spec else None,
+                    "busy": s.busy,
+                    "detail": s.detail,
+                    "hint": s.hint,
+                }
+                for s in statuses
+            ]
+        )
+        return 0
+    rows = []
+    for s in statuses:
+        spec = s.spec
+        rows.append(
+            [
+                s.name,
+                "*" if s.name == active else "-",
+                s.driver or "-",
+                s.state.value
+                + (" (busy)" if s.busy and s.state is not MachineState.CREATING else ""),
+                s.url or "",
+                str(spec.cpus) if spec else "",
+                f"{spec.memory_mib} MiB" if spec else "",
+                f"{spec.disk_gib} GiB" if spec else "",
+                s.detail or "",
+            ]
+        )
+    headers = ["NAME", "ACTIVE", "DRIVER", "STATE", "URL", "CPUS", "MEMORY", "DISK", "ERRORS"]
+    print_table(rows, headers, sys.stdout)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _service(args).status(args.name)
+    if args.json:
+        print_json(
+            {
+                "name": status.name,
+                "state": status.state.value,
+                "vm_state": status.vm_state,
+                "busy": status.busy,
+                "detail": status.detail,
+                "hint": status.hint,
+            }
+        )
+        return 0
+    print(status.state.value)
+    if status.detail:
+        print(f"  {status.detail}", file=sys.stderr)
+    if status.hint:
+        print(f"Hint: {status.hint}", file=sys.stderr)
+    return 0
+
+
+def cmd_ip(args: argparse.Namespace) -> int:
+    print(_service(args).ip(args.name))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = _service(args).inspect(args.name)
+    if args.json:
+        print_json(info)
+        return 0
+    spec = info.spec
+    lines = [
+        f"Name:            {spec.name}",
+        f"State:           {info.status.state.value}"
+        + (f" ({info.status.detail})" if info.status.detail else ""),
+        f"Driver:          {spec.driver}",
+        f"CPUs:            {spec.cpus}",
+        f"Memory:          {spec.memory_mib} MiB",
+        f"Disk:            {spec.disk_gib} GiB",
+        f"Image:           {spec.image}",
+        f"Created:         {spec.created.isoformat()}",
+        f"Engine:          {info.engine_url} (TLS; certificates in {info.cert_path})",
+        f"Docker context:  {info.docker_context}",
+        f"SSH:             {info.ssh_user}@127.0.0.1 port {spec.ssh_port}, key {info.ssh_key}",
+        f"Host key:        {info.host_key_fingerprint or 'unknown'}",
+        f"Guest addresses: {', '.join(info.guest_addresses) or 'unknown (not running)'}",
+        f"Console log:     {info.console_log}",
+        f"Folder:          {info.directory}",
+        "Forwards:",
+    ]
+    lines += [
+        f"  {f.name:<16} {f.host_ip}:{f.host_port} -> guest {f.guest_port}/{f.protocol}"
+        for f in info.forwards
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from toolbox.shellenv import Shell, detect_shell, render
+
+    shell = Shell.parse(args.shell) if args.shell else detect_shell()
+    if args.unset:
+        sys.stdout.write(render(shell, None, unset=True, shell_given=bool(args.shell)))
+        return 0
+    env = _service(args).env(args.name)
+    sys.stdout.write(render(shell, env, shell_given=bool(args.shell)))
+    return 0
+
+
+def cmd_use(args: argparse.Namespace) -> int:
+    if args.unset:
+        dockercontext.use_context(None)
+        print("The Docker CLI uses its default context again.")
+        return 0
+    spec = _service(args).get(args.name)
+    name = dockercontext.context_name(spec.name)
+    if dockercontext.read_context(name) is None:
+        raise MachineError(
+            f"Machine {spec.name!r} has no Docker context yet",
+            hint=f"Run `toolbox start {spec.name}`; it writes the context.",
+        )
+    dockercontext.use_context(name)
+    print(f"The Docker CLI now uses context {name} (machine {spec.name}).")
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    service = _service(args)
+    if command:
+        # One argument is a shell command line as is; several are quoted word by word.
+        text = command[0] if len(command) == 1 else shlex.join(command)
+
+        def echo(line: str) -> None:
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+            sys.stdout.flush()
+
+        result = service.ssh_run(args.name, text, on_output=echo)
+        if result.stderr and not result.stdout.endswith(result.stderr):
+            sys.stderr.write(result.stderr)
+        return int(result.exit_code)
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise UsageError(
+            "No ssh program found for an interactive session",
+            hint=f"Install OpenSSH, or run one command with `toolbox ssh {args.name} -- CMD`.",
+        )
+    argv = service.ssh_argv(args.name, None, ssh_binary=ssh)
+    if os.name == "nt":  # pragma: no cover - Windows has no exec
+        return subprocess.call(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(ssh, argv)
+    return 0  # pragma: no cover - exec does not return
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from toolbox.machine.service import console_log_path
+
+    service = _service(args)
+    service.get(args.name)
+    path = console_log_path(args.name)
+    if not path.exists():
+        raise MachineError(
+            f"Machine {args.name!r} has no console log yet ({path})",
+            hint=f"It is written once the VM starts: `toolbox start {args.name}`.",
+        )
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.readlines()
+        tail = lines[-args.lines :] if args.lines else lines
+        sys.stdout.writelines(tail)
+        sys.stdout.flush()
+        while args.follow:
+            line = fh.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.25)
+    return 0
+
+
+def cmd_regenerate_certs(args: argparse.Namespace) -> int:
+    service = _service(args)
+    progress = _progress(args)
+    try:
+        result = service.regenerate_certs(args.name, progress)
+    finally:
+        progress.close()
+    print(f"New certificates for {result.spec.name}; engine at {result.spec.engine_url}.")
+    return 0
+
+
+# -- ports ------------------------------------------------------------------------------------
+
+
+def cmd_port_ls(args: argparse.Namespace) -> int:
+    spec = _service(args).get(args.name)
+    for f in spec.forwards:
+        print(str(f))
+    return 0
+
+
+def cmd_port_add(args: argparse.Namespace) -> int:
+    spec = _service(args).add_forward(args.name, args.spec)
+    print(f"Forwarding {args.spec} for {spec.name}.")
+    return 0
+
+
+def cmd_port_rm(args: argparse.Namespace) -> int:
+    _service(args).remove_forward(args.name, args.spec.host_port, args.spec.protocol)
+    print(f"Removed the forward from port {args.spec.host_port}/{args.spec.protocol}.")
+    return 0
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+def cmd_image_ls(args: argparse.Namespace) -> int:
+    service = _service(args)
+    images = service.images.list()
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": i.name,
+                    "format": i.format,
+                    "arch": i.arch,
+                    "size": i.size,
+                    "source": i.source,
+                    "created": i.created,
+                    "path": i.path,
+                    "direct_kernel_boot": i.kernel is not None,
+                    "used_by": service.image_users(i.name),
+                }
+                for i in images
+            ]
+        )
+        return 0
+    rows = [
+        [
+            i.name,
+            i.format,
+            i.arch,
+            f"{i.size / 1e6:.0f} MB",
+            i.created.strftime("%Y-%m-%d %H:%M"),
+            ", ".join(service.image_users(i.name)) or "-",
+            i.source,
+        ]
+        for i in images
+    ]
+    print_table(
+        rows, ["NAME", "FORMAT", "ARCH", "SIZE", "CREATED", "USED BY", "SOURCE"], sys.stdout
+    )
+    return 0
+
+
+def cmd_image_rm(args: argparse.Namespace) -> int:
+    service = _service(args)
+    for name in args.names:
+        service.remove_image(name, force=args.force)
+        print(f"Removed image {name}.")
+    return 0
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from toolbox.guest.build import build_image
+
+    progress = _progress(args)
+    kwargs: dict[str, Any] = {"name": args.name, "progress": progress}
+    if args.mirror:
+        kwargs["mirror"] = args.mirror
+    if args.arch:
+        kwargs["arch"] = args.arch
+    try:
+        image = build_image(**kwargs)
+    finally:
+        progress.close()
+    print(f"Built image {image.name} ({image.size / 1e6:.0f} MB) at {image.path}.")
+    return 0
+
+
+def cmd_image_import(args: argparse.Namespace) -> int:
+    service = _service(args)
+    image = service.images.import_file(Path(args.path), name=args.name)
+    print(f"Imported image {image.name} ({image.format}, {image.size / 1e6:.0f} MB).")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="toolbox",
         description="Create and control the Docker VM, and talk to its engine.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"toolbox {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show error details and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], text: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("create", cmd_create, "create a machine (or continue an interrupted create)")
+    _add_name(p)
+    p.add_argument(
+        "--driver",
+        choices=DRIVER_CHOICES,
+        help="hypervisor (default: VirtualBox when installed, else QEMU)",
+    )
+    p.add_argument("--cpus", type=_arg(_cpus), default=DEFAULT_CPUS, help="virtual CPUs")
+    p.add_argument(
+        "--memory",
+        type=_arg(parse_memory_mib),
+        default=DEFAULT_MEMORY_MIB,
+        metavar="MIB",
+        help=f"memory in MiB, or with a unit like 4G (default: {DEFAULT_MEMORY_MIB})",
+    )
+    p.add_argument(
+        "--disk",
+        type=_arg(parse_disk_gib),
+        default=DEFAULT_DISK_GIB,
+        metavar="GIB",
+        help=f"disk size in GiB (default: {DEFAULT_DISK_GIB})",
+    )
+    p.add_argument(
+        "--image",
+        metavar="NAME|PATH|URL",
+        help="guest image: a cached name, a file, or an http(s) URL "
+        "(default: the Debian 12 cloud image)",
+    )
+    p.add_argument(
+        "--use",
+        action="store_true",
+        help="also make the machine's context the Docker CLI's current one",
+    )
+
+    p = add("start", cmd_start, "start a machine and wait for its engine")
+    _add_name(p)
+    p = add("stop", cmd_stop, "stop machines cleanly")
+    p.add_argument("names", metavar="NAME", nargs="*", type=NAME_ARG, default=[DEFAULT_NAME])
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds before the VM is powered off hard (default: 60)",
+    )
+    p = add("restart", cmd_restart, "stop and start a machine")
+    _add_name(p)
+    p = add("kill", cmd_kill, "power machines off at once")
+    p.add_argument("names", metavar="NAME", nargs="*", type=NAME_ARG, default=[DEFAULT_NAME])
+    p = add("rm", cmd_rm, "remove machines, with their disks")
+    p.add_argument("names", metavar="NAME", nargs="*", type=NAME_ARG, default=[DEFAULT_NAME])
+    p.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="kill a running VM and remove even a damaged machine",
+    )
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = add("ls", cmd_ls, "list machines")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="print names only")
+    p = add("status", cmd_status, "print a machine's state")
+    _add_name(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("ip", cmd_ip, "print the address the docker CLI uses for a machine (127.0.0.1)")
+    _add_name(p)
+    p = add("inspect", cmd_inspect, "show a machine's details, forwards and guest addresses")
+    _add_name(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("env", cmd_env, "print the commands that point docker at a machine")
+    _add_name(p)
+    p.add_argument(
+        "--shell",
+        choices=SHELL_CHOICES,
+        help="shell syntax (default: detected from $SHELL or the parent process)",
+    )
+    p.add_argument("-u", "--unset", action="store_true", help="print the commands that undo it")
+    p = add("use", cmd_use, "make a machine's context the Docker CLI's current context")
+    _add_name(p)
+    p.add_argument("--unset", action="store_true", help="go back to Docker's default context")
+
+    p = add("ssh", cmd_ssh, "log in to a machine, or run one command in it (after --)")
+    _add_name(p)
+    p.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD",
+        help="command to run instead of an interactive shell",
+    )
+    p = add("logs", cmd_logs, "print a machine's console log")
+    _add_name(p)
+    p.add_argument("-n", "--lines", type=int, default=0, help="only the last N lines")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p = add(
+        "regenerate-certs",
+        cmd_regenerate_certs,
+        "issue new TLS certificates for a machine's engine",
+    )
+    _add_name(p)
+
+    p = add("port", lambda a: _help(a), "forward loopback host ports to a machine")
+    port = p.add_subparsers(dest="port_command", metavar="COMMAND")
+    pp = port.add_parser("ls", help="list a machine's extra forwards")
+    pp.set_defaults(handler=cmd_port_ls)
+    _add_name(pp)
+    for verb, handler, text in (
+        ("add", cmd_port_add, "forward [127.0.0.1:]HOST:GUEST[/tcp|udp]"),
+        ("rm", cmd_port_rm, "remove the forward from HOST[/tcp|udp]"),
+    ):
+        pp = port.add_parser(verb, help=text, description=text)
+        pp.set_defaults(handler=handler)
+        _add_name(pp, nargs=None)
+        pp.add_argument("spec", type=_arg(parse_forward), metavar="PORTS")
+    p.set_defaults(_sub=p)
+
+    p = add("image", lambda a: _help(a), "guest images: build, list, import, remove")
+    images = p.add_subparsers(dest="image_command", metavar="COMMAND")
+    ip = images.add_parser("ls", help="list cached guest images")
+    ip.set_defaults(handler=cmd_image_ls)
+    ip.add_argument("--json", action="store_true", help="print JSON")
+    ip = images.add_parser("rm", help="remove cached guest images")
+    ip.set_defaults(handler=cmd_image_rm)
+    ip.add_argument("names", metavar="NAME", nargs="+")
+    ip.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="remove even an image a machine's disk is based on",
+    )
+    ip = images.add_parser(
+        "build", help="build a Debian 12 guest image locally (Linux, mmdebstrap)"
+    )
+    ip.set_defaults(handler=cmd_image_build)
+    ip.add_argument("--name", default="debian-12-local", help="name in the cache")
+    ip.add_argument("--mirror", help="Debian mirror (default: http://deb.debian.org/debian)")
+    ip.add_argument("--arch", help="amd64 or arm64 (default: this host's)")
+    ip = images.add_parser("import", help="add a disk image file to the cache")
+    ip.set_defaults(handler=cmd_image_import)
+    ip.add_argument("path", metavar="PATH")
+    ip.add_argument("--name", help="name in the cache (default: from the file name)")
+    p.set_defaults(_sub=p)
     return parser
+
+
+def _help(args: argparse.Namespace) -> int:
+    args._sub.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _split_remote_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``toolbox ssh [NAME] -- CMD...``: everything after the first ``--`` is the remote
+    command, so ``toolbox ssh -- ls`` does not take ``ls`` for a machine name."""
+    if "ssh" in argv and "--" in argv[argv.index("ssh") :]:
+        cut = argv.index("--", argv.index("ssh"))
+        return argv[:cut], argv[cut + 1 :]
+    return argv, None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words, remote = _split_remote_command(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(words)
+    if remote is not None:
+        args.command = remote
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -33,7 +797,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         if exc.hint:
             print(f"Hint: {exc.hint}", file=sys.stderr)
+        if args.debug and exc.details and exc.details not in str(exc):
+            print(exc.details, file=sys.stderr)
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
         return exc.exit_code
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `toolbox ls | head`
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
