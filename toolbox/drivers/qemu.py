@@ -985,7 +985,7 @@ class QemuDriver(Driver):
         if pid is not None:
             try:
                 with self._qmp(spec) as q:
-                    q.execute("quit")
+                    q.quit()
             except QMPError:
                 pass
             if not self._wait_exit(spec, 10.0):
@@ -1048,7 +1048,11 @@ class QemuDriver(Driver):
         if self._running_pid(spec) is not None:
             with self._qmp(spec) as q:
                 if old is not None and old != forward:
-                    self._hmp_fwd(q, f"hostfwd_remove {NETDEV_ID} {hostfwd_remove_rule(old)}")
+                    self._hmp_fwd(
+                        q,
+                        f"hostfwd_remove {NETDEV_ID} {hostfwd_remove_rule(old)}",
+                        ok_missing=True,
+                    )
                 if old != forward:
                     self._hmp_fwd(q, f"hostfwd_add {NETDEV_ID} {hostfwd_rule(forward)}")
         forwards = [f for f in cfg.forwards if f.name != forward.name] + [forward]
@@ -1064,7 +1068,10 @@ class QemuDriver(Driver):
             )
         if self._running_pid(spec) is not None:
             with self._qmp(spec) as q:
-                self._hmp_fwd(q, f"hostfwd_remove {NETDEV_ID} {hostfwd_remove_rule(old)}")
+                # "not found" means QEMU no longer has it: forgetting it is what we want.
+                self._hmp_fwd(
+                    q, f"hostfwd_remove {NETDEV_ID} {hostfwd_remove_rule(old)}", ok_missing=True
+                )
         forwards = tuple(f for f in cfg.forwards if f.name != name)
         self._save_config(spec, replace(cfg, forwards=forwards))
 
@@ -1077,8 +1084,11 @@ class QemuDriver(Driver):
         return cfg
 
     @staticmethod
-    def _hmp_fwd(q: QMPClient, command: str) -> None:
+    def _hmp_fwd(q: QMPClient, command: str, ok_missing: bool = False) -> None:
+        """Run hostfwd_add/remove; HMP reports failures as text, so read it."""
         out = q.hmp(command).strip()
+        if ok_missing and "not found" in out.lower():
+            return
         if out and any(word in out.lower() for word in _HOSTFWD_ERRORS):
             raise DriverError(
                 f"QEMU refused `{command}`: {out}",
