@@ -134,7 +134,11 @@ class FakeGuest:
         assert files.known_hosts.read_text().startswith(f"[127.0.0.1]:{spec.ssh_port} ")
 
     def provision(
-        self, spec: MachineSpec, files: MachineFiles, progress: ProgressCallback | None
+        self,
+        spec: MachineSpec,
+        files: MachineFiles,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
     ) -> ProvisionSummary:
         self._running(spec)
         self.provisions.append(spec.name)

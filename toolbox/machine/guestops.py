@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from toolbox import paths
-from toolbox.errors import Cancelled, EngineError, ToolboxError
+from toolbox.errors import Cancelled, EngineError
 from toolbox.machine.model import ENGINE_GUEST_PORT, LOOPBACK, MachineSpec
 from toolbox.process import CommandResult
 from toolbox.progress import ProgressCallback
@@ -83,7 +83,11 @@ class GuestOps(Protocol):
     ) -> None: ...
 
     def provision(
-        self, spec: MachineSpec, files: MachineFiles, progress: ProgressCallback | None
+        self,
+        spec: MachineSpec,
+        files: MachineFiles,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
     ) -> ProvisionSummary: ...
 
     def regenerate_certs(
@@ -138,6 +142,7 @@ class RealGuestOps:
         ssh: GuestSSH,
         files: MachineFiles,
         progress: ProgressCallback | None,
+        cancel: threading.Event | None = None,
     ) -> Any:
         from toolbox.provision.steps import ProvisionContext
 
@@ -150,17 +155,22 @@ class RealGuestOps:
             engine_host_port=spec.engine_port,
             san_names=(LOOPBACK, "localhost"),
             progress=progress,
+            cancel=cancel,
         )
 
     def provision(
-        self, spec: MachineSpec, files: MachineFiles, progress: ProgressCallback | None
+        self,
+        spec: MachineSpec,
+        files: MachineFiles,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
     ) -> ProvisionSummary:
         from toolbox.provision.steps import provision
 
         start = time.monotonic()
         with self.ssh(spec, files) as ssh:
             ssh.connect(timeout=60)
-            report = provision(self._context(spec, ssh, files, progress))
+            report = provision(self._context(spec, ssh, files, progress, cancel))
         steps = tuple((s.name, bool(s.changed), float(s.seconds)) for s in report.steps)
         return ProvisionSummary(
             changed=tuple(name for name, changed, _ in steps if changed),
@@ -184,24 +194,17 @@ class RealGuestOps:
         timeout: float,
         cancel: threading.Event | None,
     ) -> bool:
-        """Ping the engine over TLS through the host forward until it answers or ``timeout``."""
-        from toolbox.provision.engine import engine_config
+        """Ping the engine over TLS through the host forward until it answers or ``timeout``
+        (backing off from 0.25 s to 2 s); False when it did not."""
+        from toolbox.provision.engine import ping_engine
 
-        config = engine_config(files.directory, spec.engine_port)
         deadline = time.monotonic() + timeout
         delay = 0.25
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Cancelled while waiting for the engine")
-            try:
-                client = config.connect(timeout=5)
-                try:
-                    if client.ping():
-                        return True
-                finally:
-                    client.close()
-            except (ToolboxError, OSError):
-                pass
+            if ping_engine(files.directory, spec.engine_port, timeout=5.0):
+                return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

@@ -162,6 +162,12 @@ _VM_TO_MACHINE = {
 }
 
 
+def _vm_state(name: str) -> VMState:
+    from toolbox.drivers.base import VMState
+
+    return VMState[name]
+
+
 def machine_state_of(vm_state: VMState) -> MachineState:
     """Map the hypervisor's view to the user's: a dead or aborted VM is simply Stopped."""
     return _VM_TO_MACHINE.get(vm_state.name, MachineState.UNKNOWN)
@@ -449,7 +455,7 @@ class MachineService:
 
         if not spec.provisioned:
             with phases.phase(CreatePhase.PROVISION.value, CreatePhase.PROVISION.title):
-                summary = self.guest.provision(spec, files, progress)
+                summary = self.guest.provision(spec, files, progress, cancel)
                 spec = self._record(spec, CreatePhase.PROVISION, provisioned=True)
         else:
             phases.skipped(CreatePhase.PROVISION.value, CreatePhase.PROVISION.title)
@@ -503,14 +509,10 @@ class MachineService:
         """Start the VM when it is not up (re-choosing a taken host port first), then wait
         for the SSH banner."""
         state = driver.state(vmspec)
-        if state.name == "PAUSED":
-            raise MachineError(
-                f"Machine {spec.name!r} is paused in the hypervisor",
-                hint=f"Resume it in the hypervisor, or run `toolbox restart {spec.name}`.",
-            )
         if not state.is_up:
             spec, vmspec = self._ensure_ports(spec, driver, vmspec, files)
-            driver.start(vmspec, progress)
+        if state is not _vm_state("RUNNING"):
+            driver.start(vmspec, progress)  # also resumes a paused VM
         self.guest.wait_for_ssh(spec, files, vmspec.console_log, self.boot_timeout, cancel)
         return spec, vmspec
 
@@ -572,7 +574,7 @@ class MachineService:
                     ready = self.guest.engine_ready(spec, files, self.engine_timeout, cancel)
             if not ready:
                 with phases.phase("provision", "Provision the engine"):
-                    summary = self.guest.provision(spec, files, progress)
+                    summary = self.guest.provision(spec, files, progress, cancel)
                 spec = replace(spec, provisioned=True)
                 self.store.save(spec)
                 if not self.guest.engine_ready(spec, files, self.engine_timeout, cancel):
