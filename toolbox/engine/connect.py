@@ -1,0 +1,387 @@
+"""Where an engine is and how to reach it: ``EngineConfig`` from a URL, from the
+``DOCKER_*`` environment, or from a Docker CLI context; and the docker-py client made from it.
+
+TLS is verified against the configured CA even when ``REQUESTS_CA_BUNDLE`` or
+``CURL_CA_BUNDLE`` are set: requests lets those silently replace a session's CA, which would
+make a private engine CA fail (or, worse, trust the public bundle instead of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import docker
+import requests
+
+from toolbox.errors import EngineUnreachable, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from toolbox.engine.client import EngineClient
+
+DEFAULT_TIMEOUT = 30.0
+CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
+DEFAULT_CONTEXT = "default"
+
+
+def default_url() -> str:
+    """The platform's default engine address (what the Docker CLI uses without settings)."""
+    if sys.platform == "win32":
+        return "npipe:////./pipe/docker_engine"
+    return "unix:///var/run/docker.sock"
+
+
+def docker_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$DOCKER_CONFIG``, else ``~/.docker``."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("DOCKER_CONFIG")
+    return Path(value).expanduser() if value else Path.home() / ".docker"
+
+
+def _context_digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+def normalise_url(url: str) -> str:
+    """``/var/run/docker.sock`` -> ``unix:///var/run/docker.sock``; ``host:2376`` ->
+    ``tcp://host:2376``; ``https://`` -> ``tcp://``; other schemes are kept."""
+    text = url.strip()
+    if not text:
+        raise UsageError("The engine address is empty", hint="Use unix:///path or tcp://host:port")
+    if text.startswith("/"):
+        return "unix://" + text
+    if "://" not in text:
+        return "tcp://" + text
+    scheme, _, rest = text.partition("://")
+    scheme = scheme.lower()
+    if scheme in ("https", "http"):
+        return "tcp://" + rest
+    if scheme not in ("unix", "tcp", "npipe", "ssh"):
+        raise UsageError(
+            f"Unsupported engine address {url!r}",
+            hint="Use unix:///path/docker.sock, tcp://host:port or npipe:////./pipe/name",
+        )
+    return f"{scheme}://{rest}"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to reach one engine. With TLS files set (or ``tls_verify``) a ``tcp://`` URL is
+    spoken over TLS; ``tls_verify`` checks the server against ``tls_ca``."""
+
+    url: str
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_verify: bool = True
+    name: str = ""
+    context: str | None = None  # the Docker CLI context this came from, if any
+    docker_config: Path | None = None  # the CLI config dir that context lives in
+    tls_enabled: bool = False  # TLS even without files (DOCKER_TLS_VERIFY=1, public CA)
+
+    # ---------------------------------------------------------------- constructors
+
+    @classmethod
+    def from_url(
+        cls, url: str, cert_path: str | Path | None = None, verify: bool = True, name: str = ""
+    ) -> EngineConfig:
+        """An engine at ``url``; ``cert_path`` is a folder with ``ca.pem``, ``cert.pem`` and
+        ``key.pem`` (a ``DOCKER_CERT_PATH``) and turns TLS on."""
+        normalised = normalise_url(url)
+        if cert_path is None:
+            return cls(normalised, tls_verify=verify, name=name or normalised)
+        folder = Path(cert_path).expanduser()
+        return cls(
+            normalised,
+            tls_ca=folder / CA_FILE,
+            tls_cert=folder / CERT_FILE,
+            tls_key=folder / KEY_FILE,
+            tls_verify=verify,
+            name=name or normalised,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineConfig:
+        """From ``DOCKER_HOST``, ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH`` as the Docker
+        CLI reads them (an empty value counts as unset; no ``DOCKER_HOST`` means the
+        platform default)."""
+        environ = os.environ if environ is None else environ
+        host = environ.get("DOCKER_HOST") or default_url()
+        verify = bool(environ.get("DOCKER_TLS_VERIFY"))
+        tls = verify or bool(environ.get("DOCKER_TLS"))
+        if not tls:
+            return cls.from_url(host)
+        cert_path = environ.get("DOCKER_CERT_PATH") or str(docker_config_dir(environ))
+        config = cls.from_url(host, cert_path, verify=verify)
+        # Client files are optional, as for the CLI: only use the ones that exist.
+        return cls(
+            config.url,
+            tls_ca=_existing(config.tls_ca),
+            tls_cert=_existing(config.tls_cert),
+            tls_key=_existing(config.tls_key),
+            tls_verify=verify,
+            name=config.name,
+            tls_enabled=True,
+        )
+
+    @classmethod
+    def from_context(cls, name: str, docker_config_dir: str | Path | None = None) -> EngineConfig:
+        """From a Docker CLI context: ``contexts/meta/<sha256(name)>/meta.json`` for the
+        endpoint and ``contexts/tls/<sha256(name)>/docker/`` for its TLS files."""
+        config_dir = Path(docker_config_dir) if docker_config_dir else _config_dir()
+        if name == DEFAULT_CONTEXT:
+            return cls(default_url(), name=DEFAULT_CONTEXT, context=DEFAULT_CONTEXT)
+        digest = _context_digest(name)
+        meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"There is no Docker context named {name!r}",
+                hint="List the contexts with `docker context ls`.",
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"Docker context {name!r} cannot be read ({meta_path}): {exc}",
+                hint=f"Re-create it, or remove it with `docker context rm {name}`.",
+            ) from exc
+        endpoint = ((meta.get("Endpoints") or {}) if isinstance(meta, dict) else {}).get(
+            "docker"
+        ) or {}
+        host = endpoint.get("Host")
+        if not host:
+            raise UsageError(
+                f"Docker context {name!r} has no Docker endpoint",
+                hint=f"Inspect it with `docker context inspect {name}`.",
+            )
+        tls_dir = config_dir / "contexts" / "tls" / digest / "docker"
+        return cls(
+            normalise_url(str(host)),
+            tls_ca=_existing(tls_dir / CA_FILE),
+            tls_cert=_existing(tls_dir / CERT_FILE),
+            tls_key=_existing(tls_dir / KEY_FILE),
+            tls_verify=not endpoint.get("SkipTLSVerify", False),
+            name=name,
+            context=name,
+            docker_config=Path(docker_config_dir) if docker_config_dir else None,
+        )
+
+    @classmethod
+    def current(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        docker_config_dir: str | Path | None = None,
+    ) -> EngineConfig:
+        """The engine the ``docker`` CLI would talk to: ``DOCKER_HOST`` wins, then
+        ``DOCKER_CONTEXT``, then the CLI's current context, then the platform default."""
+        environ = os.environ if environ is None else environ
+        if environ.get("DOCKER_HOST"):
+            return cls.from_env(environ)
+        config_dir = Path(docker_config_dir) if docker_config_dir else _config_dir(environ)
+        name = environ.get("DOCKER_CONTEXT") or _current_context(config_dir)
+        if name and name != DEFAULT_CONTEXT:
+            return cls.from_context(name, config_dir)
+        return cls.from_env(environ)
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def scheme(self) -> str:
+        return self.url.partition("://")[0]
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is spoken on tcp URLs that have TLS files or were told to use TLS."""
+        if self.scheme != "tcp":
+            return False
+        return bool(self.tls_enabled or self.tls_ca or self.tls_cert or self.tls_key)
+
+    @property
+    def cert_dir(self) -> Path | None:
+        """The folder holding ca.pem/cert.pem/key.pem together, when they are laid out like a
+        ``DOCKER_CERT_PATH`` (what ``DOCKER_CERT_PATH`` can point at)."""
+        files = (self.tls_ca, self.tls_cert, self.tls_key)
+        if not all(files):
+            return None
+        folders = {f.parent for f in files if f is not None}
+        names = tuple(f.name for f in files if f is not None)
+        if len(folders) == 1 and names == (CA_FILE, CERT_FILE, KEY_FILE):
+            return folders.pop()
+        return None
+
+    def describe(self) -> str:
+        """One line for people: where the engine is and how it is secured."""
+        head = f"context {self.context} ({self.url})" if self.context else self.url
+        if not self.uses_tls:
+            return head
+        if not self.tls_verify:
+            return f"{head}, TLS without server verification"
+        if self.tls_cert is None:
+            return f"{head}, TLS without a client certificate"
+        return f"{head}, mutual TLS"
+
+    def docker_cli_args(self) -> list[str]:
+        """Global options for the ``docker`` CLI to reach this engine."""
+        args: list[str] = []
+        if self.docker_config is not None:
+            args += ["--config", str(self.docker_config)]
+        if self.context:
+            return [*args, "--context", self.context]
+        args += ["-H", self.url]
+        if self.uses_tls:
+            args.append("--tlsverify" if self.tls_verify else "--tls")
+            for flag, path in (
+                ("--tlscacert", self.tls_ca),
+                ("--tlscert", self.tls_cert),
+                ("--tlskey", self.tls_key),
+            ):
+                if path is not None:
+                    args += [flag, str(path)]
+        return args
+
+    # ---------------------------------------------------------------- connecting
+
+    def connect(self, timeout: float = DEFAULT_TIMEOUT) -> EngineClient:
+        """An ``EngineClient`` for this engine (one per thread). Raises ``EngineUnreachable``
+        with a hint when the engine cannot be reached or refuses the certificates."""
+        from toolbox.engine.client import EngineClient
+
+        return EngineClient(self, make_api_client(self, timeout))
+
+
+def _existing(path: Path | None) -> Path | None:
+    return path if path is not None and path.is_file() else None
+
+
+def _config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    return docker_config_dir(environ)
+
+
+def _current_context(config_dir: Path) -> str | None:
+    try:
+        raw = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = raw.get("currentContext") if isinstance(raw, dict) else None
+    return str(value) if value else None
+
+
+# --------------------------------------------------------------------------------------
+# The docker-py client
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class PinnedAPIClient(docker.APIClient):
+    """docker-py's APIClient with the session's own CA always used for verification.
+
+    requests replaces a session's ``verify`` with ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+    when a request does not pass one; this puts the session's back. Proxies from the
+    environment are not used for loopback engines (as Go's HTTP client does not).
+    """
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        if verify is None:
+            settings["verify"] = self.verify
+        if _is_loopback(str(url)) or str(url).startswith("http+docker://"):
+            settings["proxies"] = {}
+        return settings
+
+
+def make_api_client(config: EngineConfig, timeout: float = DEFAULT_TIMEOUT) -> PinnedAPIClient:
+    """A connected low-level client, its API version negotiated with the engine."""
+    tls: docker.tls.TLSConfig | bool = False
+    if config.uses_tls:
+        cert = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            cert = (str(config.tls_cert), str(config.tls_key))
+        ca = str(config.tls_ca) if config.tls_ca is not None else None
+        try:
+            # verify= must be given: without it docker-py checks no server certificate at all.
+            tls = docker.tls.TLSConfig(
+                client_cert=cert,
+                ca_cert=ca,
+                verify=(ca or True) if config.tls_verify else False,
+            )
+        except docker.errors.TLSParameterError as exc:
+            raise EngineUnreachable(
+                f"The TLS files for {config.url} are incomplete: {exc}",
+                hint="Check that ca.pem, cert.pem and key.pem exist in the certificate folder.",
+            ) from exc
+    try:
+        return PinnedAPIClient(base_url=config.url, version="auto", timeout=timeout, tls=tls)
+    except docker.errors.DockerException as exc:
+        raise unreachable(config, exc) from exc
+
+
+def unreachable(config: EngineConfig, exc: BaseException) -> EngineUnreachable:
+    """Explain in plain words why ``config``'s engine could not be reached."""
+    text = str(exc)
+    lowered = text.lower()
+    where = config.describe()
+    if "certificate verify failed" in lowered or "certificate_verify_failed" in lowered:
+        return EngineUnreachable(
+            f"The engine at {config.url} presented a certificate not signed by the expected CA",
+            hint="The machine's certificates may have been regenerated: run `toolbox "
+            "regenerate-certs`, or check that DOCKER_CERT_PATH points at the right folder.",
+            details=text,
+        )
+    if any(
+        s in lowered
+        for s in (
+            "certificate required",
+            "bad certificate",
+            "unknown ca",
+            "tlsv13 alert",
+            "sslv3 alert",
+        )
+    ):
+        return EngineUnreachable(
+            f"The engine at {config.url} refused this client's TLS certificate",
+            hint="Use the client certificate made for this machine (cert.pem and key.pem).",
+            details=text,
+        )
+    if "permission denied" in lowered:
+        return EngineUnreachable(
+            f"No permission to use the engine socket ({config.url})",
+            hint="Add your user to the 'docker' group, or use the Toolbox machine's engine.",
+            details=text,
+        )
+    if "timed out" in lowered or "timeout" in lowered:
+        return EngineUnreachable(
+            f"The engine at {where} did not answer in time",
+            hint="The machine may still be starting; wait a moment and retry.",
+            details=text,
+        )
+    if isinstance(exc, requests.exceptions.SSLError) or "ssl" in lowered:
+        return EngineUnreachable(
+            f"TLS with the engine at {config.url} failed",
+            hint="Check the machine's certificates (`toolbox regenerate-certs`).",
+            details=text,
+        )
+    return EngineUnreachable(
+        f"Cannot reach the Docker engine at {where}",
+        hint="Start the machine (`toolbox start`) or check DOCKER_HOST.",
+        details=text,
+    )
