@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from tests import harness
+from toolbox.guest.images import CachedImage
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +90,28 @@ def registry() -> Iterator[harness.LocalRegistry]:
     reg.start()
     yield reg
     reg.cleanup()
+
+
+def dev_cache() -> Path:
+    """Where expensive test inputs live across runs, outside the checkout (as in ./dev)."""
+    value = os.environ.get("TOOLBOX_DEV_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "toolbox-dev"
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> CachedImage:
+    """The locally built Debian 12 guest image (cloud kernel, cloud-init, sshd), built once
+    with ``toolbox.guest.build`` into ``$TOOLBOX_DEV_CACHE/guest-images`` and rebuilt only
+    when the builder's recipe changes (``./dev test`` builds it up front with progress).
+    Boot it by direct kernel boot (``image.kernel``, ``image.initrd``, ``image.cmdline``);
+    never write to ``image.path``: use it as a qcow2 backing file."""
+    from toolbox.errors import ToolboxError
+    from toolbox.guest.build import ensure_built
+    from toolbox.guest.images import ImageStore
+
+    store = ImageStore(dev_cache() / "guest-images")
+    try:
+        image, _ = ensure_built(store)
+    except ToolboxError as exc:
+        pytest.fail(f"Cannot build the guest image: {exc}\nhint: {exc.hint}", pytrace=False)
+    return image
