@@ -176,7 +176,7 @@ def translate_api_error(
             hint="Use port numbers from 1 to 65535.",
             details=text,
         )
-    if "conflicting options" in lowered:
+    if "conflicting options" in lowered or "'autoremove' container with restart" in lowered:
         return EngineError(
             f"Conflicting settings: {text.split(':', 1)[-1].strip()}",
             hint="Auto-remove cannot be combined with a restart policy; turn one off.",
@@ -1059,7 +1059,12 @@ def spec_from_inspect(info: Mapping[str, Any], image_config: Mapping[str, Any]) 
         EnvVar(*e.split("=", 1)) for e in cfg.get("Env") or () if "=" in e and e not in image_env
     )
     ports: list[PortSpec] = []
-    for key, bindings in sorted((host.get("PortBindings") or {}).items()):
+
+    def port_order(item: tuple[str, Any]) -> tuple[int, str]:
+        number, _, proto = item[0].partition("/")
+        return (int(number) if number.isdigit() else 0, proto)
+
+    for key, bindings in sorted((host.get("PortBindings") or {}).items(), key=port_order):
         number, _, proto = key.partition("/")
         for b in bindings or ():
             hp = str(b.get("HostPort") or "")
