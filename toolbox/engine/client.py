@@ -152,6 +152,7 @@ def translate_api_error(
         )
     if (
         "must force" in lowered
+        or "must be forced" in lowered
         or "image is being used" in lowered
         or "is using its referenced image" in lowered
     ):
@@ -719,7 +720,9 @@ class EngineClient:
     def _auth_headers(self, ref: ImageRef) -> dict[str, str]:
         registry, _ = auth.resolve_repository_name(ref.name)
         header = auth.get_config_header(self.api, registry)
-        return {"X-Registry-Auth": header} if header else {}
+        # Always send one: without it the engine reads the body as credentials (and a push
+        # fails with "missing X-Registry-Auth: EOF").
+        return {"X-Registry-Auth": header or auth.encode_header({})}
 
     def _progress_stream(
         self,
