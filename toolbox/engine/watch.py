@@ -1,0 +1,255 @@
+"""``EngineWatcher``: keeps a live view of one engine with one event stream.
+
+After every (re)connect it lists everything once (a ``Snapshot``), then streams events from
+the engine-clock time the listing started, so nothing that happened in between is missed.
+When the engine goes away it reports DISCONNECTED and reconnects with capped exponential
+backoff; a slow safety-net re-list runs every ``safety_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from toolbox.engine.client import EngineClient, EventStream
+from toolbox.engine.connect import EngineConfig
+from toolbox.engine.records import Container, EngineInfo, Event, Image, Network, Volume
+from toolbox.errors import EngineUnreachable, ToolboxError
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionState(Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+class SnapshotReason(Enum):
+    CONNECT = "connect"  # first connection
+    RECONNECT = "reconnect"  # after the engine came back
+    SAFETY = "safety"  # the periodic safety-net re-list
+    REQUESTED = "requested"  # refresh() was called
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything on the engine at ``time`` (the engine's clock when listing began)."""
+
+    containers: tuple[Container, ...]
+    images: tuple[Image, ...]
+    volumes: tuple[Volume, ...]
+    networks: tuple[Network, ...]
+    info: EngineInfo
+    time: dt.datetime
+    reason: SnapshotReason = SnapshotReason.CONNECT
+
+
+SnapshotCallback = Callable[[Snapshot], None]
+EventCallback = Callable[[Event], None]
+StateCallback = Callable[[ConnectionState, ToolboxError | None], None]
+
+
+class EngineWatcher:
+    """Watches one engine from one worker thread: ``run()`` blocks until ``stop()``.
+
+    Callbacks run on the watcher's thread (the GUI forwards them with signals):
+    ``on_snapshot(Snapshot)``, ``on_event(Event)``, ``on_state(ConnectionState, error)``.
+    None is called after ``stop()``.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        on_snapshot: SnapshotCallback,
+        on_event: EventCallback,
+        on_state: StateCallback,
+        safety_interval: float = 300.0,
+        min_backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        request_timeout: float = 15.0,
+    ):
+        self.config = config
+        self.on_snapshot = on_snapshot
+        self.on_event = on_event
+        self.on_state = on_state
+        self.safety_interval = safety_interval
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.request_timeout = request_timeout
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: EventStream | None = None
+        self._relist: SnapshotReason | None = None
+        self._thread: threading.Thread | None = None
+        self._had_connection = False
+        self.state = ConnectionState.DISCONNECTED
+        self.last_error: ToolboxError | None = None
+        self.next_retry: float | None = None  # seconds to the next attempt while waiting
+
+    # ---------------------------------------------------------------- control (any thread)
+
+    def start(self) -> threading.Thread:
+        """Run the watcher on a daemon thread of its own (``run()`` may be used instead)."""
+        thread = threading.Thread(
+            target=self.run, name=f"engine-watch {self.config.name}", daemon=True
+        )
+        self._thread = thread
+        thread.start()
+        return thread
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop watching; returns within about ``timeout`` seconds. No callback runs after."""
+        self._stop.set()
+        self._wake.set()
+        self._close_stream()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def retry_now(self) -> None:
+        """Skip the current backoff wait and try to connect at once."""
+        self._wake.set()
+
+    def refresh(self) -> None:
+        """Re-list everything now (a snapshot with reason REQUESTED) without dropping state."""
+        self._request_relist(SnapshotReason.REQUESTED)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        """Connect, snapshot, stream events; on loss reconnect with backoff; until stop()."""
+        backoff = self.min_backoff
+        reason = SnapshotReason.CONNECT
+        try:
+            while not self._stop.is_set():
+                self._set_state(ConnectionState.CONNECTING, None)
+                self._had_connection = False
+                try:
+                    with self.config.connect(timeout=self.request_timeout) as client:
+                        self._session(client, reason)
+                except ToolboxError as exc:
+                    if self._stop.is_set():
+                        break
+                    self._set_state(ConnectionState.DISCONNECTED, exc)
+                    if self._had_connection:  # a fresh loss: start the backoff over
+                        backoff = self.min_backoff
+                    reason = SnapshotReason.RECONNECT
+                    self._wait(backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+                    continue
+                except Exception as exc:  # a bug must not silently kill the live view
+                    log.exception("engine watcher failed")
+                    if self._stop.is_set():
+                        break
+                    error = EngineUnreachable(f"Watching the engine failed: {exc}")
+                    self._set_state(ConnectionState.DISCONNECTED, error)
+                    reason = SnapshotReason.RECONNECT
+                    self._wait(backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+        finally:
+            self.state = ConnectionState.STOPPED
+            self._close_stream()
+
+    def _session(self, client: EngineClient, reason: SnapshotReason) -> None:
+        """Snapshot then stream until stop (returns) or loss (raises)."""
+        while not self._stop.is_set():
+            snapshot = self._snapshot(client, reason)
+            stream = client.events(since=snapshot.time)
+            with self._lock:
+                self._stream = stream
+                self._relist = None
+            if self._stop.is_set():
+                stream.close()
+                return
+            self._deliver(self.on_snapshot, snapshot)
+            if self.state is not ConnectionState.CONNECTED:
+                self._set_state(ConnectionState.CONNECTED, None)
+            self._had_connection = True
+            timer = threading.Timer(
+                self.safety_interval, self._request_relist, (SnapshotReason.SAFETY,)
+            )
+            timer.daemon = True
+            timer.start()
+            try:
+                for event in stream:
+                    if self._stop.is_set():
+                        return
+                    self._deliver(self.on_event, event)
+            finally:
+                timer.cancel()
+                with self._lock:
+                    self._stream = None
+                    requested = self._relist
+                stream.close()
+            if self._stop.is_set():
+                return
+            if requested is None:  # closed, but neither by stop() nor for a re-list
+                raise EngineUnreachable(f"The event stream of {self.config.describe()} ended")
+            reason = requested
+
+    def _snapshot(self, client: EngineClient, reason: SnapshotReason) -> Snapshot:
+        # The engine's clock, read before listing: events from then on are replayed, so a
+        # change made while listing shows up as an event (never lost between list and stream).
+        started = client.system_time()
+        info = client.info()
+        return Snapshot(
+            containers=tuple(client.containers()),
+            images=tuple(client.images()),
+            volumes=tuple(client.volumes()),
+            networks=tuple(client.networks()),
+            info=info,
+            time=started,
+            reason=reason,
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def _request_relist(self, reason: SnapshotReason) -> None:
+        with self._lock:
+            stream = self._stream
+            if stream is None:
+                return
+            self._relist = reason
+        stream.close()
+
+    def _close_stream(self) -> None:
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+
+    def _wait(self, seconds: float) -> None:
+        """Back off, waking early on stop() or retry_now()."""
+        self.next_retry = seconds
+        deadline = time.monotonic() + seconds
+        self._wake.clear()
+        if self._stop.is_set():
+            return
+        self._wake.wait(max(0.0, deadline - time.monotonic()))
+        self._wake.clear()
+        self.next_retry = None
+
+    def _set_state(self, state: ConnectionState, error: ToolboxError | None) -> None:
+        self.state = state
+        self.last_error = error
+        self._deliver(self.on_state, state, error)
+
+    def _deliver(self, callback: Callable[..., None], *args: object) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            callback(*args)
+        except Exception:  # a failing callback must not stop the watcher
+            log.exception("engine watcher callback %r failed", callback)
