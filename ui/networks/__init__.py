@@ -1,0 +1,1 @@
+"""The Networks page: networks with create, remove and which containers are attached."""

@@ -1,0 +1,1 @@
+"""The Volumes page: volumes with create, remove and which containers use each."""
