@@ -288,15 +288,17 @@ _AMDV_HINT = (
     "the QEMU driver, which works without it, slowly)."
 )
 
+_NO_VMX_HINT = (
+    "On Windows this usually means Hyper-V (also used by WSL 2, Windows Sandbox and Memory "
+    "integrity) holds VT-x: turn Hyper-V off (as administrator: bcdedit /set "
+    "hypervisorlaunchtype off, then restart) or turn on 'Windows Hypervisor Platform'. "
+    "Otherwise enable VT-x in the BIOS/UEFI setup. Or use the QEMU driver."
+)
+
+# Order matters: VirtualBox often prints several codes for one failure. VT-x switched off in
+# the firmware also makes the Hyper-V fallback (NEM) fail, so it is checked first; NEM codes
+# next, since with Hyper-V on VT-x is also reported "not available".
 _DIAGNOSES: tuple[tuple[tuple[str, ...], Diagnosis], ...] = (
-    (
-        ("VERR_NEM_NOT_AVAILABLE", "WHvCapabilityCodeHypervisorPresent", "VERR_NEM_"),
-        Diagnosis("VirtualBox cannot use Hyper-V's hypervisor platform", _HYPERV_HINT),
-    ),
-    (
-        ("VERR_VMX_NO_VMX", "VT-x is not available"),
-        Diagnosis("This computer's CPU offers no VT-x to VirtualBox", _VTX_HINT),
-    ),
     (
         ("VERR_VMX_MSR_ALL_VMX_DISABLED", "VERR_VMX_MSR_VMX_DISABLED", "VT-x is disabled"),
         Diagnosis("VT-x is disabled in the BIOS", _VTX_HINT),
@@ -304,6 +306,14 @@ _DIAGNOSES: tuple[tuple[tuple[str, ...], Diagnosis], ...] = (
     (
         ("VERR_SVM_DISABLED", "AMD-V is disabled", "VERR_SVM_NO_SVM", "AMD-V is not available"),
         Diagnosis("AMD-V is disabled or not available", _AMDV_HINT),
+    ),
+    (
+        ("VERR_NEM_NOT_AVAILABLE", "WHvCapabilityCodeHypervisorPresent", "VERR_NEM_"),
+        Diagnosis("VirtualBox cannot use Hyper-V's hypervisor platform", _HYPERV_HINT),
+    ),
+    (
+        ("VERR_VMX_NO_VMX", "VT-x is not available"),
+        Diagnosis("VT-x is not available to VirtualBox", _NO_VMX_HINT),
     ),
     (
         ("VERR_VMX_IN_VMX_ROOT_MODE", "VERR_SVM_IN_USE"),
