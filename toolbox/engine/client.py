@@ -210,13 +210,25 @@ class LogStream(ClosableStream):
     """A container's log lines as they are written; ``close()`` from any thread ends the
     iteration promptly. Never holds more than one read's worth of output."""
 
-    def __init__(self, response: requests.Response, tty: bool, timestamps: bool):
+    def __init__(
+        self, response: requests.Response, tty: bool, timestamps: bool, config: EngineConfig
+    ):
         super().__init__(response)
         self._decoder = LogDecoder(tty, timestamps)
+        self._config = config
 
     def __iter__(self) -> Iterator[LogLine]:
-        for chunk in self._chunks():
-            yield from self._decoder.feed(chunk)
+        """Ends when the container's output ends (or on ``close()``); raises
+        ``EngineUnreachable`` if the connection to the engine drops."""
+        try:
+            for chunk in self._chunks():
+                yield from self._decoder.feed(chunk)
+        except STREAM_ERRORS as exc:
+            raise EngineUnreachable(
+                f"Lost the log stream from {self._config.describe()}",
+                hint="The engine stopped or the connection dropped; open the logs again.",
+                details=str(exc),
+            ) from exc
         if not self.closed:
             yield from self._decoder.finish()
 
@@ -404,13 +416,17 @@ class EngineClient:
             return False
 
     def info(self) -> EngineInfo:
-        raw = self._call("read the engine's info", None, self.api.info)
-        return EngineInfo.from_api(raw, self.api_version)
+        return self.info_and_time()[0]
 
     def system_time(self) -> dt.datetime:
         """The engine's clock (which ``events(since=...)`` is compared against)."""
+        return self.info_and_time()[1]
+
+    def info_and_time(self) -> tuple[EngineInfo, dt.datetime]:
+        """Engine info and the engine's clock from one request."""
         raw = self._call("read the engine's info", None, self.api.info)
-        return parse_timestamp(raw.get("SystemTime")) or dt.datetime.now(dt.UTC)
+        when = parse_timestamp(raw.get("SystemTime")) or dt.datetime.now(dt.UTC)
+        return EngineInfo.from_api(raw, self.api_version), when
 
     # ---------------------------------------------------------------- containers
 
@@ -430,6 +446,8 @@ class EngineClient:
             all=True,
             filters={"id": id_or_name},
         )
+        # The engine's id filter matches anywhere in the id; an id is matched by its prefix.
+        found = [c for c in found if str(c.get("Id", "")).startswith(id_or_name)]
         if not found:
             name = id_or_name.lstrip("/")
             found = self._call(
@@ -621,17 +639,13 @@ class EngineClient:
     ) -> list[LogLine]:
         """The last ``tail`` lines (None: all) written so far."""
         response, tty = self._log_response(id, False, tail, timestamps, since)
-        stream = LogStream(response, tty, timestamps)
-        try:
-            return list(stream)
-        except STREAM_ERRORS as exc:
-            raise unreachable(self.config, exc) from exc
+        return list(LogStream(response, tty, timestamps, self.config))
 
     def follow_logs(self, id: str, tail: int | None = 1000, timestamps: bool = False) -> LogStream:
         """The last ``tail`` lines, then new ones as they come; iterate it on a worker thread
         and ``close()`` it from anywhere."""
         response, tty = self._log_response(id, True, tail, timestamps)
-        return LogStream(response, tty, timestamps)
+        return LogStream(response, tty, timestamps, self.config)
 
     # ---------------------------------------------------------------- exec
 

@@ -139,22 +139,15 @@ class EngineWatcher:
                 try:
                     with self.config.connect(timeout=self.request_timeout) as client:
                         self._session(client, reason)
-                except ToolboxError as exc:
+                except Exception as exc:
                     if self._stop.is_set():
                         break
+                    if not isinstance(exc, ToolboxError):  # a bug must not end the live view
+                        log.exception("engine watcher failed")
+                        exc = EngineUnreachable(f"Watching the engine failed: {exc}")
                     self._set_state(ConnectionState.DISCONNECTED, exc)
                     if self._had_connection:  # a fresh loss: start the backoff over
                         backoff = self.min_backoff
-                    reason = SnapshotReason.RECONNECT
-                    self._wait(backoff)
-                    backoff = min(backoff * 2, self.max_backoff)
-                    continue
-                except Exception as exc:  # a bug must not silently kill the live view
-                    log.exception("engine watcher failed")
-                    if self._stop.is_set():
-                        break
-                    error = EngineUnreachable(f"Watching the engine failed: {exc}")
-                    self._set_state(ConnectionState.DISCONNECTED, error)
                     reason = SnapshotReason.RECONNECT
                     self._wait(backoff)
                     backoff = min(backoff * 2, self.max_backoff)
@@ -202,8 +195,7 @@ class EngineWatcher:
     def _snapshot(self, client: EngineClient, reason: SnapshotReason) -> Snapshot:
         # The engine's clock, read before listing: events from then on are replayed, so a
         # change made while listing shows up as an event (never lost between list and stream).
-        started = client.system_time()
-        info = client.info()
+        info, started = client.info_and_time()
         return Snapshot(
             containers=tuple(client.containers()),
             images=tuple(client.images()),
