@@ -115,12 +115,15 @@ class MainWindow(QMainWindow):
 
         if state is ConnectionState.CONNECTED:
             self.banner.show_connected()
-        else:
+        elif state is ConnectionState.DISCONNECTED:
             self.banner.show_lost(
                 self.engine_label,
                 getattr(error, "message", None) or (str(error) if error else None),
                 getattr(error, "hint", None),
             )
+        elif state is ConnectionState.CONNECTING and self.banner.mode != "lost":
+            self.banner.show_connecting(self.engine_label)
+        # While reconnecting after a loss the "lost" text stays: it says what is wrong.
 
     def _on_info(self, info: Any) -> None:
         self.engine_status.setText(f"{self.engine_label}  ·  Docker {info.version}")

@@ -58,9 +58,10 @@ _NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 FIELDS = ("image", "name", "command", "ports", "env", "volumes", "restart")
 
 RECREATE_WARNING = (
-    "Saving replaces this container: Toolbox creates a new container with these settings and "
-    "the same name, starts it, then removes the old one. Files changed inside the old "
-    "container (outside its volumes) are lost. If anything fails, the old container is kept."
+    "Saving replaces this container: the old one is stopped and set aside, a new one with "
+    "these settings and the same name is started, then the old one is removed. Files changed "
+    "inside the old container (outside its volumes) are lost. If the new one cannot start, "
+    "the old one is put back as it was."
 )
 
 
