@@ -95,6 +95,13 @@ def translate_api_error(
             hint=f"Choose another host port, or stop whatever uses port {port}.",
             details=text,
         )
+    if "iptables failed" in lowered or "programming external connectivity" in lowered:
+        return EngineError(
+            "The engine could not set up the port forwarding for the container",
+            hint="Restart the engine (stop and start the machine); its firewall rules are "
+            "out of step.",
+            details=text,
+        )
     if "is already in use by container" in lowered:
         name = _first(r'name "/?([^"]+)" is already in use', text) or subject or "?"
         return EngineError(

@@ -291,7 +291,7 @@ class Container:
             return f"{text} ({self.health})" if self.health else text
         if state in (ContainerState.EXITED, ContainerState.RESTARTING):
             if self.finished_at is None:
-                return self.status or ("Created" if state is ContainerState.EXITED else "")
+                return self.status
             word = "Exited" if state is ContainerState.EXITED else "Restarting"
             ago = human_duration(_seconds(now - self.finished_at))
             return f"{word} ({self.exit_code or 0}) {ago} ago"
