@@ -331,6 +331,8 @@ def test_remove_several_without_force(qtbot, images_page, docker_client) -> None
     assert images_page.select_keys([first, second]) == 2
     box = images_page.confirm_remove()
     assert box is not None and box.text() == "Remove 2 images?"
+    assert "Only the name goes for " in box.informativeText()
+    assert "the image keeps its other tags" in box.informativeText()
     assert not box.checkBox().isChecked()
     clicked(box, "Remove")
     qtbot.waitUntil(lambda: images_page.last_removal.left == 0, timeout=15_000)

@@ -225,7 +225,6 @@ class ImagesPage(ListPage):
         if not targets:
             return None
         images = list({row.image.id: row.image for row in targets}.values())
-        users = users_of(images, self.session.containers())
         noun = row_label(targets[0]) if len(targets) == 1 else f"{len(targets)} images"
         box = QMessageBox(self.window())
         box.setObjectName("confirmRemoveImages")
@@ -236,10 +235,17 @@ class ImagesPage(ListPage):
         lines = []
         if len(targets) > 1:
             lines.append(_names([row_label(r) for r in targets]) + ".")
-        lines.append(
-            "A name that is one of several tags of an image only removes that tag; "
-            "the image goes when its last name does."
-        )
+        # A tag whose image keeps other names only loses that name; the rest delete images.
+        chosen = {row_key(r) for r in targets}
+        rows_of: dict[str, list[str]] = {}
+        for row in self.model.records():
+            rows_of.setdefault(row.image.id, []).append(row_key(row))
+        deleted = [i for i in images if set(rows_of.get(i.id, ())) <= chosen]
+        untag_only = [r for r in targets if r.image not in deleted]
+        if untag_only:
+            names = _names([row_label(r) for r in untag_only])
+            lines.append(f"Only the name goes for {names}: the image keeps its other tags.")
+        users = users_of(deleted, self.session.containers())
         if users:
             using = [c for cs in users.values() for c in cs]
             running = [c.name for c in using if c.state.is_running]

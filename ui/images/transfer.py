@@ -224,6 +224,7 @@ class TransferDialog(QDialog):
         layout.addWidget(self.bar)
         layout.addWidget(self.status)
         layout.addWidget(self.layers_view, 1)
+        layout.addStretch(0)  # takes the room while the layer list is hidden
         layout.addWidget(self.buttons)
 
         self.ref_edit.currentTextChanged.connect(self._revalidate)
@@ -338,7 +339,12 @@ class TransferDialog(QDialog):
         self.bar.setRange(0, BAR_STEPS)
         self.bar.setValue(BAR_STEPS)
         size = f" ({format_size(result.size)})" if isinstance(result, Image) else ""
-        self.status.setText(f"{self.mode.past} {self.reference}{size}.")
+        text = f"{self.mode.past} {self.reference}{size}."
+        if self.layers.rowCount() == 0:
+            self.layers_view.setVisible(False)
+            where = "on the engine" if self.mode is Transfer.PULL else "in the registry"
+            text += f" Every layer was already {where}."
+        self.status.setText(text)
         self.cancel_button.setText("Close")
         self.cancel_button.setDefault(True)
         assert self.reference is not None
@@ -359,6 +365,8 @@ class TransferDialog(QDialog):
             )
             return
         self.last_error = error
+        self.bar.setVisible(False)
+        self.layers_view.setVisible(self.layers.rowCount() > 0)
         self.status.setText(f"{self.mode.value} of {self.reference} failed.")
         self.error_label.setText(error.message)
         self.hint_label.setText(error.hint or "")

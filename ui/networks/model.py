@@ -65,21 +65,21 @@ class NetworksModel(RecordTableModel[NetworkEntry]):
                     else e.network.name
                 ),
                 foreground=lambda e: MUTED if e.network.builtin else None,
-                width=200,
+                width=180,
             ),
-            Column[NetworkEntry]("Driver", lambda e: _flags(e.network), width=110),
-            Column[NetworkEntry]("Subnet", lambda e: ", ".join(e.network.subnets), width=160),
-            used_by_column(lambda e: e.users),
-            Column[NetworkEntry]("Scope", lambda e: e.network.scope, width=70),
+            Column[NetworkEntry]("Driver", lambda e: _flags(e.network), width=90),
+            Column[NetworkEntry]("Subnet", lambda e: ", ".join(e.network.subnets), width=140),
+            used_by_column(lambda e: e.users, width=200),
+            Column[NetworkEntry]("Scope", lambda e: e.network.scope, width=60),
             Column[NetworkEntry](
                 "Created",
                 lambda e: ago(e.network.created, self.now),
                 sort_key=lambda e: e.network.created.timestamp() if e.network.created else 0.0,
-                width=130,
+                width=120,
                 searchable=False,
             ),
             Column[NetworkEntry](
-                "ID", lambda e: e.network.short_id, tooltip=lambda e: e.network.id, width=120
+                "ID", lambda e: e.network.short_id, tooltip=lambda e: e.network.id, width=110
             ),
         ]
         super().__init__(columns, key=lambda e: e.network.id, parent=parent)

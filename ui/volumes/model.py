@@ -81,22 +81,22 @@ class VolumesModel(RecordTableModel[VolumeEntry]):
                 tooltip=lambda e: "\n".join(
                     [e.volume.name, *(f"{k}={v}" for k, v in e.volume.labels.items())]
                 ),
-                width=260,
+                width=220,
             ),
-            Column[VolumeEntry]("Driver", lambda e: e.volume.driver, width=80),
-            used_by_column(lambda e: e.users),
+            Column[VolumeEntry]("Driver", lambda e: e.volume.driver, width=70),
+            used_by_column(lambda e: e.users, width=200),
             Column[VolumeEntry](
                 "Created",
                 lambda e: ago(e.volume.created, self.now),
                 sort_key=lambda e: e.volume.created.timestamp() if e.volume.created else 0.0,
-                width=130,
+                width=120,
                 searchable=False,
             ),
             Column[VolumeEntry](
                 "Mount point",
                 lambda e: e.volume.mountpoint,
                 tooltip=lambda e: f"{e.volume.mountpoint}\n(inside the engine's machine)",
-                width=300,
+                width=250,
             ),
         ]
         super().__init__(columns, key=lambda e: e.volume.name, parent=parent)
