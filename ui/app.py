@@ -77,6 +77,7 @@ class Launcher:
         self.tasks = tasks
         self.args = args
         self.session: EngineSession | None = None
+        self._retry_hooked = False
 
     def connect(self) -> None:
         self.tasks.run(
@@ -89,17 +90,17 @@ class Launcher:
     def _configured(self, config: EngineConfig) -> None:
         from ui.session import EngineSession
 
+        if self.session is not None:
+            return
         self.session = EngineSession(config, self.tasks, parent=self.window)
         self.window.attach(self.session)
         self.session.start()
 
     def _failed(self, error: Any) -> None:
         self.window.show_engine_problem(error.message, error.hint)
-        try:
-            self.window.banner.retry_requested.disconnect(self.connect)
-        except (RuntimeError, TypeError):
-            pass
-        self.window.banner.retry_requested.connect(self.connect)
+        if not self._retry_hooked:  # Retry resolves the settings again (a fixed context file)
+            self._retry_hooked = True
+            self.window.banner.retry_requested.connect(self.connect)
 
     def shutdown(self) -> None:
         if self.session is not None:

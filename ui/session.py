@@ -128,13 +128,13 @@ class EngineSession(QObject):
         self._touched: dict[str, int] = {}
         self._started: dict[str, dt.datetime] = {}
         self._died: dict[str, Event] = {}
-        self._generation = 0  # bumped on every snapshot and connection change
+        self._generation = 0  # bumped on every snapshot: older fetch answers are stale
+        self._client_generation = 0  # bumped on connection changes: clients reconnect
         self._refresh_key = f"engine-refresh:{config.url}"
         self._pending_lock = threading.Lock()
         self._pending: list[Event] = []
-        self._local = threading.local()
         self._clients_lock = threading.Lock()
-        self._clients: list[Any] = []
+        self._clients: dict[int, tuple[int, Any]] = {}  # thread id -> (generation, client)
         self._watcher: EngineWatcher | None = None
         self._flush = QTimer(self)
         self._flush.setSingleShot(True)
@@ -189,7 +189,8 @@ class EngineSession(QObject):
         if self._watcher is not None:
             self._watcher.stop(timeout)
         with self._clients_lock:
-            clients, self._clients = self._clients, []
+            clients = [client for _generation, client in self._clients.values()]
+            self._clients = {}
         for client in clients:
             try:
                 client.close()
@@ -217,18 +218,21 @@ class EngineSession(QObject):
 
     def client(self) -> Any:
         """This thread's EngineClient (made on first use, remade after a reconnect). Call it
-        only from worker threads: connecting talks to the engine."""
-        local = self._local
-        client = getattr(local, "client", None)
-        if client is not None and local.generation == self._generation:
-            return client
-        if client is not None:
-            self._forget(client)
-        client = self.config.connect(timeout=CONNECT_TIMEOUT)
-        local.client = client
-        local.generation = self._generation
+        only from worker threads: connecting talks to the engine.
+
+        Keyed by OS thread id, not ``threading.local``: Python forgets thread-locals of a
+        Qt pool thread between two runnables, which would connect anew for every task."""
+        ident = threading.get_ident()
         with self._clients_lock:
-            self._clients.append(client)
+            entry = self._clients.get(ident)
+        if entry is not None and entry[0] == self._client_generation:
+            return entry[1]
+        if entry is not None:
+            self._forget(ident)
+        generation = self._client_generation
+        client = self.config.connect(timeout=CONNECT_TIMEOUT)
+        with self._clients_lock:
+            self._clients[ident] = (generation, client)
         return client
 
     def call(
@@ -258,17 +262,15 @@ class EngineSession(QObject):
         )
 
     def _drop_thread_client(self) -> None:
-        client = getattr(self._local, "client", None)
-        if client is not None:
-            self._local.client = None
-            self._forget(client)
+        self._forget(threading.get_ident())
 
-    def _forget(self, client: Any) -> None:
+    def _forget(self, ident: int) -> None:
         with self._clients_lock:
-            if client in self._clients:
-                self._clients.remove(client)
+            entry = self._clients.pop(ident, None)
+        if entry is None:
+            return
         try:
-            client.close()
+            entry[1].close()
         except Exception:
             log.debug("closing a stale engine client failed", exc_info=True)
 
@@ -293,7 +295,7 @@ class EngineSession(QObject):
         self.state = state
         self.last_error = error
         if changed:
-            self._generation += 1  # worker threads reconnect their clients
+            self._client_generation += 1  # worker threads reconnect their clients
         self.state_changed.emit(state, error)
 
     @Slot(object)

@@ -1,0 +1,74 @@
+"""The window shell with a real engine: the launcher connects to what DOCKER_HOST names, pages
+are built on first view, hidden windows stop their timers, and a bad engine setting shows in
+the banner instead of crashing."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from PySide6.QtCore import Qt
+
+from ui.app import Launcher
+from ui.main_window import MainWindow
+
+pytestmark = pytest.mark.engine
+
+
+def launch(qtbot, tasks, engine=None, context=None) -> tuple[MainWindow, Launcher]:
+    window = MainWindow(tasks, engine or "")
+    qtbot.addWidget(window)
+    window.show()
+    launcher = Launcher(window, tasks, argparse.Namespace(engine=engine, context=context))
+    launcher.connect()
+    return window, launcher
+
+
+def test_connects_to_docker_host_and_builds_only_the_shown_page(
+    qtbot, tasks, engine, monkeypatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    window, launcher = launch(qtbot, tasks)
+    qtbot.waitUntil(
+        lambda: launcher.session is not None and launcher.session.connected, timeout=30_000
+    )
+    assert window.windowTitle() == f"Toolbox — {engine.url}"
+    assert list(window.pages) == ["containers"]
+    page = window.page("containers")
+    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Docker" in window.engine_status.text(), timeout=10_000)
+    # Hidden: the status refresh stops; shown again: it resumes.
+    assert page.tick_timer.isActive() or page.model.rowCount() == 0
+    window.hide()
+    assert not page.tick_timer.isActive()
+    assert not page._visible
+    window.show()
+    assert page._visible
+    window.close()
+    launcher.shutdown()
+
+
+def test_unknown_context_shows_in_the_banner(qtbot, tasks) -> None:
+    window, launcher = launch(qtbot, tasks, context="no-such-context")
+    qtbot.waitUntil(window.banner.isVisible, timeout=10_000)
+    assert "There is no Docker context named 'no-such-context'" in window.banner.label.text()
+    assert "docker context ls" in window.banner.label.text()
+    assert window.banner.retry_button.isVisible()
+    assert launcher.session is None
+    window.close()
+
+
+def test_unreachable_engine_banner_then_window_stays_usable(qtbot, tasks, tmp_path) -> None:
+    window, launcher = launch(qtbot, tasks, engine=f"unix://{tmp_path}/gone.sock")
+    qtbot.waitUntil(lambda: window.banner.mode == "lost", timeout=20_000)
+    assert window.banner.label.text().startswith(
+        f"Cannot reach the Docker engine at unix://{tmp_path}"
+    )
+    page = window.page("containers")
+    assert page is not None
+    assert not page.actions_by_key["run"].isEnabled()  # nothing to run against
+    qtbot.mouseClick(window.banner.retry_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.banner.retry_button.isEnabled(), timeout=20_000)
+    window.close()
+    launcher.shutdown()

@@ -1,0 +1,107 @@
+"""EngineSession against the real engine: snapshot first, events coalesced into deltas, a
+client per worker thread, and a clear state when the engine cannot be reached."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.ui.conftest import unique
+from toolbox.engine.connect import EngineConfig
+from toolbox.engine.records import parse_timestamp
+from toolbox.engine.watch import ConnectionState
+from toolbox.errors import EngineUnreachable
+from ui.session import Delta, EngineSession
+
+pytestmark = pytest.mark.engine
+
+
+def test_snapshot_then_container_deltas_in_batches(qtbot, session, docker_client) -> None:
+    assert session.has_snapshot and session.info is not None
+    assert session.info.version
+    assert any("busybox:latest" in i.repo_tags for i in session.images())
+    batches: list[int] = []
+    deltas: list[Delta] = []
+    session.events_received.connect(lambda batch: batches.append(len(batch)))
+    session.containers_changed.connect(deltas.append)
+    names = [unique("burst") for _ in range(6)]
+    for name in names:
+        docker_client.api.create_container("busybox:latest", ["true"], name=name)
+
+    def listed() -> bool:
+        return {c.name for c in session.containers()} >= set(names)
+
+    qtbot.waitUntil(listed, timeout=10_000)
+    assert sum(batches) >= len(names)
+    assert len(batches) < len(names)  # coalesced, not one wake-up per event
+    assert all(not d.complete for d in deltas)
+    gone = names[0]
+    docker_client.api.remove_container(gone)
+    qtbot.waitUntil(lambda: gone not in {c.name for c in session.containers()}, timeout=10_000)
+    assert any(d.removed for d in deltas)
+
+
+def test_start_and_die_events_give_exact_times(qtbot, session, docker_client) -> None:
+    name = unique("times")
+    cid = docker_client.api.create_container("busybox:latest", ["sh", "-c", "exit 3"], name=name)[
+        "Id"
+    ]
+    docker_client.api.start(cid)
+
+    def exited():
+        c = session.container(cid)
+        return c is not None and c.state.name == "EXITED" and c.exit_code == 3
+
+    qtbot.waitUntil(exited, timeout=10_000)
+    record = session.container(cid)
+    finished = parse_timestamp(docker_client.api.inspect_container(cid)["State"]["FinishedAt"])
+    assert record.finished_at is not None and finished is not None
+    # From the die event: within a fraction of a second (the list only says "Less than a
+    # second ago", "About a minute ago", ...).
+    assert abs((record.finished_at - finished).total_seconds()) < 0.5
+
+
+def test_each_worker_thread_gets_its_own_client(qtbot, session) -> None:
+    seen: list[tuple[int, int]] = []
+    gate = threading.Barrier(2, timeout=10)
+
+    def probe(client):
+        gate.wait()  # both tasks run at once, on two threads
+        assert client.ping()
+        return threading.get_ident(), id(client)
+
+    for _ in range(2):
+        session.call(probe, seen.append)
+    qtbot.waitUntil(lambda: len(seen) == 2, timeout=10_000)
+    (t1, c1), (t2, c2) = seen
+    assert t1 != t2 and c1 != c2
+    again: list[tuple[int, int]] = []
+    session.call(lambda client: (threading.get_ident(), id(client)), again.append)
+    qtbot.waitUntil(lambda: bool(again), timeout=10_000)
+    assert again[0] in seen  # a thread reuses its client
+
+
+def test_unreachable_engine_reports_state_and_retries(qtbot, tasks, tmp_path) -> None:
+    config = EngineConfig.from_url(f"unix://{tmp_path}/none.sock")
+    session = EngineSession(config, tasks)
+    states: list[tuple[ConnectionState, object]] = []
+    session.state_changed.connect(lambda state, error: states.append((state, error)))
+    session.start()
+    try:
+        qtbot.waitUntil(
+            lambda: any(s is ConnectionState.DISCONNECTED for s, _ in states), timeout=10_000
+        )
+        error = next(e for s, e in states if s is ConnectionState.DISCONNECTED)
+        assert isinstance(error, EngineUnreachable)
+        assert error.hint
+        assert not session.connected
+        count = len(states)
+        session.retry_now()
+        qtbot.waitUntil(lambda: len(states) >= count + 2, timeout=10_000)  # tried again at once
+        failures: list[object] = []
+        session.call(lambda client: client.ping(), on_error=failures.append)
+        qtbot.waitUntil(lambda: bool(failures), timeout=10_000)
+        assert isinstance(failures[0], EngineUnreachable)
+    finally:
+        session.close()
