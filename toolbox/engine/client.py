@@ -349,12 +349,17 @@ class ExecSession:
         except docker.errors.APIError as exc:
             if not self.eof:
                 raise translate_api_error(exc, "resize the terminal") from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            if not self.eof:
+                raise EngineUnreachable(
+                    "Lost the engine while resizing the terminal", details=str(exc)
+                ) from exc
 
     def exit_code(self) -> int | None:
         """The process's exit code once it ended, else None."""
         try:
             info = self._api.exec_inspect(self.exec_id)
-        except docker.errors.APIError:
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
             return None
         return None if info.get("Running") else info.get("ExitCode")
 
