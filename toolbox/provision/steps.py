@@ -92,6 +92,7 @@ class ProvisionRun:
     _socket_activation: bool | None = None
     _step: str = "provision"
     _last: tuple[str, float | None] = ("", None)
+    _floor: float = 0.0
     log: list[str] = field(default_factory=list)
 
     @property
@@ -101,6 +102,8 @@ class ProvisionRun:
     def report(self, message: str, fraction: float | None = None, done: bool = False) -> None:
         if self.ctx.progress is None:
             return
+        if fraction is not None:
+            fraction = self._floor = max(fraction, self._floor)  # a bar never goes back
         if (message, fraction) == self._last and not done:
             return
         self._last = (message, fraction)
@@ -462,7 +465,7 @@ def run_steps(
     for step in steps:
         if ctx.cancel is not None and ctx.cancel.is_set():
             raise Cancelled("Provisioning was cancelled")
-        run._step, run._last = step.name, ("", None)
+        run._step, run._last, run._floor = step.name, ("", None), 0.0
         run.report(step.description, 0.0)
         started = time.monotonic()
         try:
