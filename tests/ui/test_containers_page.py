@@ -4,6 +4,7 @@ engine restart, embedded shell."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import subprocess
 import docker
 import pytest
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
 from tests.ui.conftest import unique
@@ -96,6 +97,10 @@ def test_run_from_dialog_and_see_it_appear(qtbot, containers_page, docker_client
     qtbot.waitUntil(
         lambda: "GREETING=hello world" in page.details.summary.toPlainText(), timeout=10_000
     )
+    page.details.setCurrentIndex(2)
+    inspected = json.loads(page.details.inspect_view.toPlainText())
+    assert inspected["Id"] == container_id
+    assert page.details.inspect_view.toPlainText().startswith('{\n  "Id"')
 
 
 def test_run_dialog_shows_reasons_beside_fields(qtbot, containers_page, docker_client) -> None:
@@ -300,10 +305,14 @@ def test_logs_appear_and_follow(qtbot, containers_page, docker_client) -> None:
     exec_id = docker_client.api.exec_create(cid, ["touch", "/tmp/go"])["Id"]
     docker_client.api.exec_start(exec_id)
     qtbot.waitUntil(lambda: "second line" in view.text.toPlainText(), timeout=10_000)
-    # Search and timestamps.
+    # Copy (everything when nothing is selected), search, timestamps.
+    view.copy()
+    assert "first line\nsecond line" in QGuiApplication.clipboard().text()
     view.search.setText("second")
     assert view.find_next()
     assert view.text.textCursor().selectedText() == "second"
+    view.copy()  # the selection only
+    assert QGuiApplication.clipboard().text() == "second"
     view.search.setText("absent-text")
     assert not view.find_next() and view.match_label.text() == "Not found"
     view.timestamps_box.setChecked(True)

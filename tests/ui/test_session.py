@@ -105,3 +105,21 @@ def test_unreachable_engine_reports_state_and_retries(qtbot, tasks, tmp_path) ->
         assert isinstance(failures[0], EngineUnreachable)
     finally:
         session.close()
+
+
+def test_session_over_mutual_tls(qtbot, engine, tasks) -> None:
+    """The engine's TLS listener with the client certificate (REQUESTS_CA_BUNDLE may be set
+    here; the engine layer pins the private CA)."""
+    if engine.tls is None:
+        pytest.skip("engine not started by the harness")
+    config = EngineConfig.from_url(engine.tls.host, cert_path=engine.tls.cert_path)
+    session = EngineSession(config, tasks)
+    session.start()
+    try:
+        qtbot.waitUntil(lambda: session.connected and session.has_snapshot, timeout=30_000)
+        assert "mutual TLS" in session.describe()
+        pongs: list[bool] = []
+        session.call(lambda client: client.ping(), pongs.append)
+        qtbot.waitUntil(lambda: pongs == [True], timeout=10_000)
+    finally:
+        session.close()

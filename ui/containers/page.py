@@ -445,6 +445,9 @@ class ContainersPage(Page):
             self.open_console(container)
             return
 
+        # Forget terminals that have been closed (poll() also reaps them).
+        self.terminals = [proc for proc in self.terminals if proc.poll() is None]
+
         def launch(client: Any) -> terminal.TerminalCommand | None:
             argv = client.exec_shell_argv(container.id)
             cmd = terminal.terminal_command(
