@@ -12,6 +12,7 @@ shown or hidden, so pages can pause their timers while nobody looks.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
@@ -34,6 +35,20 @@ if TYPE_CHECKING:
     from ui.session import EngineSession
 
 APP_TITLE = "Toolbox"
+log = logging.getLogger(__name__)
+
+
+class BrokenPage(Page):
+    """Stands in for a page whose code failed to load, saying so."""
+
+    def __init__(self, context: PageContext, message: str):
+        super().__init__(context)
+        label = QLabel(message)
+        label.setWordWrap(True)
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout = QVBoxLayout(self)
+        layout.addWidget(label)
+        self.message = message
 
 
 class MainWindow(QMainWindow):
@@ -159,7 +174,12 @@ class MainWindow(QMainWindow):
             return None
         page = self.pages.get(spec.key)
         if page is None:
-            page = spec.create(PageContext(self.session, self.tasks))
+            context = PageContext(self.session, self.tasks)
+            try:
+                page = spec.create(context)
+            except Exception as exc:  # one broken page must not take the window down
+                log.exception("building the %s page failed", spec.key)
+                page = BrokenPage(context, f"The {spec.title} page could not be shown: {exc}")
             self.pages[spec.key] = page
             self.stack.addWidget(page)
         if self._shown_page is not page:

@@ -10,7 +10,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from ui.app import Launcher
-from ui.main_window import MainWindow
+from ui.main_window import BrokenPage, MainWindow
+from ui.pages import Page, PageSpec
 
 pytestmark = pytest.mark.engine
 
@@ -72,3 +73,36 @@ def test_unreachable_engine_banner_then_window_stays_usable(qtbot, tasks, tmp_pa
     qtbot.waitUntil(lambda: window.banner.retry_button.isEnabled(), timeout=20_000)
     window.close()
     launcher.shutdown()
+
+
+class ExplodingPage(Page):
+    def __init__(self, context) -> None:
+        raise RuntimeError("page bug")
+
+
+def test_a_page_that_fails_to_build_is_reported_in_place(
+    qtbot, tasks, session, monkeypatch
+) -> None:
+    specs = [
+        PageSpec("containers", "Containers", "ui.containers.page:ContainersPage"),
+        PageSpec("broken", "Broken", "tests.ui.test_main_window:ExplodingPage"),
+    ]
+    monkeypatch.setattr("ui.main_window.available_pages", lambda: specs)
+    window = MainWindow(tasks, "x")
+    qtbot.addWidget(window)
+    window.show()
+    window.attach(session)
+    assert [window.sidebar.item(i).text() for i in range(window.sidebar.count())] == [
+        "Containers",
+        "Broken",
+    ]
+    with qtbot.waitSignal(window.page_changed, timeout=5000) as changed:
+        window.sidebar.setCurrentRow(1)
+    assert changed.args == ["broken"]
+    page = window.page("broken")
+    assert isinstance(page, BrokenPage)
+    assert page.message == "The Broken page could not be shown: page bug"
+    assert window.stack.currentWidget() is page
+    window.select_page("containers")
+    assert window.stack.currentWidget() is window.page("containers")
+    window.close()

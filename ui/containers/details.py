@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QPlainTextEdit, QTabWidget, QTextBrowser, QVBoxLay
 from toolbox.engine.records import Container
 from toolbox.errors import ToolboxError
 from ui.containers.logs import LogView
+from ui.containers.model import now_utc
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
@@ -36,7 +37,7 @@ def summary_html(container: Container, inspect: dict[str, Any] | None) -> str:
         ("ID", f"<code>{esc(container.short_id)}</code>"),
         ("Image", esc(container.image)),
         ("Command", f"<code>{esc(container.command)}</code>"),
-        ("State", esc(f"{container.state.label} · {container.status}")),
+        ("State", esc(f"{container.state.label} · {container.status_text(now_utc())}")),
     ]
     restart = (host.get("RestartPolicy") or {}).get("Name")
     if restart:
