@@ -104,6 +104,12 @@ MASK_UNITS = (
     "e2scrub_reap.service",
     "fstrim.timer",
 )
+# Lines changed in package files. With password login already off in sshd_config,
+# cloud-init's ``ssh_pwauth: false`` changes nothing and does not restart sshd just after
+# it first answered (a restart there resets the first connections).
+EDITS: tuple[tuple[str, str, str], ...] = (
+    ("etc/ssh/sshd_config", "#PasswordAuthentication yes", "PasswordAuthentication no"),
+)
 # Host keys made at package install time would be shared by every VM from this image:
 # the app gives each guest its own through cloud-init.
 REMOVE_GLOBS = ("etc/ssh/ssh_host_*",)
@@ -118,6 +124,7 @@ class Recipe:
     packages: tuple[str, ...]
     dpkg_options: tuple[str, ...]
     files: tuple[tuple[str, str], ...]
+    edits: tuple[tuple[str, str, str], ...]
     enable: tuple[str, ...]
     mask: tuple[str, ...]
     remove: tuple[str, ...]
@@ -139,6 +146,7 @@ def recipe(arch: str | None = None) -> Recipe:
         packages=tuple(p.format(arch=arch) for p in PACKAGES),
         dpkg_options=DPKG_OPTIONS,
         files=FILES,
+        edits=EDITS,
         enable=ENABLE_UNITS,
         mask=MASK_UNITS,
         remove=REMOVE_GLOBS,
@@ -283,7 +291,8 @@ def _chroot(rootfs: Path, *args: str, log: Path) -> None:
 
 
 def configure_rootfs(r: Recipe, rootfs: Path, log: Path) -> tuple[Path, Path]:
-    """Write the recipe's files, enable and mask units, hold the kernel, drop host keys.
+    """Write the recipe's files and edits, enable and mask units, hold the kernel, drop
+    host keys.
     Returns the kernel and initrd found under /boot."""
     for pattern in r.remove:
         for path in rootfs.glob(pattern):
@@ -295,6 +304,15 @@ def configure_rootfs(r: Recipe, rootfs: Path, log: Path) -> tuple[Path, Path]:
             target.unlink()
         target.write_text(content, encoding="utf-8")
         target.chmod(0o644)
+    for rel, old, new in r.edits:
+        target = rootfs / rel
+        lines = target.read_text(encoding="utf-8").split("\n")
+        if old not in lines:
+            raise ImageError(
+                f"Cannot configure the image: {rel} has no line {old!r}",
+                hint="The Debian package changed; update EDITS in toolbox/guest/build.py.",
+            )
+        target.write_text("\n".join(new if line == old else line for line in lines))
     # An empty machine-id: systemd makes a fresh one on each VM's first boot.
     (rootfs / "etc/machine-id").write_text("", encoding="ascii")
     if r.enable:
