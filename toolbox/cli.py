@@ -444,13 +444,17 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     if command:
         # One argument is a shell command line as is; several are quoted word by word.
         text = command[0] if len(command) == 1 else shlex.join(command)
+        if sys.stdout.isatty():
+            # A person is watching: stream both outputs as they come.
+            def echo(line: str) -> None:
+                sys.stdout.write(line if line.endswith("\n") else line + "\n")
+                sys.stdout.flush()
 
-        def echo(line: str) -> None:
-            sys.stdout.write(line if line.endswith("\n") else line + "\n")
-            sys.stdout.flush()
-
-        result = service.ssh_run(args.name, text, on_output=echo)
-        if result.stderr and not result.stdout.endswith(result.stderr):
+            result = service.ssh_run(args.name, text, on_output=echo)
+        else:
+            # A script: keep stdout and stderr apart.
+            result = service.ssh_run(args.name, text)
+            sys.stdout.write(result.stdout)
             sys.stderr.write(result.stderr)
         return int(result.exit_code)
     ssh = shutil.which("ssh")
@@ -581,7 +585,11 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     from toolbox.guest.build import build_image
 
     progress = _progress(args)
-    kwargs: dict[str, Any] = {"name": args.name, "progress": progress}
+    kwargs: dict[str, Any] = {
+        "name": args.name,
+        "progress": progress,
+        "store": _service(args).images,
+    }
     if args.mirror:
         kwargs["mirror"] = args.mirror
     if args.arch:

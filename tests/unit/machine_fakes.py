@@ -117,6 +117,7 @@ class FakeGuest:
     fail_provision: int = 0
     on_provision: Callable[[], None] | None = None
     commands: list[str] = field(default_factory=list)
+    sealed: list[str] = field(default_factory=list)
 
     def _running(self, spec: MachineSpec) -> None:
         if self.driver.states.get(spec.name) is not VMState.RUNNING:
@@ -157,6 +158,10 @@ class FakeGuest:
         changed = ("engine", "tls") if first else ()
         return ProvisionSummary(changed, (("engine", first, 0.1), ("tls", first, 0.1)), 0.2)
 
+    def seal(self, spec: MachineSpec, files: MachineFiles) -> None:
+        self._running(spec)
+        self.sealed.append(spec.name)
+
     def regenerate_certs(
         self, spec: MachineSpec, files: MachineFiles, progress: ProgressCallback | None
     ) -> None:
@@ -188,4 +193,5 @@ class FakeGuest:
         self.commands.append(command)
         if on_output:
             on_output("out: " + command)
-        return CommandResult(("ssh", command), 3, "out: " + command + "\n", "")
+            on_output("warn")
+        return CommandResult(("ssh", command), 3, "out: " + command + "\n", "warn\n")

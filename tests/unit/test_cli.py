@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -295,11 +296,22 @@ def test_ssh_runs_a_command_and_returns_its_exit_code(
     fakes: tuple[FakeDriver, FakeGuest, MachineService], capsys: pytest.CaptureFixture[str]
 ) -> None:
     create(capsys)
-    code, out, _ = run(capsys, "ssh", "default", "--", "uname", "-a")
-    assert code == 3 and out == "out: uname -a\n"
+    code, out, err = run(capsys, "ssh", "default", "--", "uname", "-a")
+    assert (code, out, err) == (3, "out: uname -a\n", "warn\n")  # a script: kept apart
     run(capsys, "ssh", "--", "sh", "-c", "echo hi there")
     run(capsys, "ssh", "--", "ls | wc -l")
     assert fakes[1].commands == ["uname -a", "sh -c 'echo hi there'", "ls | wc -l"]
+
+
+def test_ssh_streams_to_a_terminal(
+    fakes: tuple[FakeDriver, FakeGuest, MachineService],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create(capsys)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, err = run(capsys, "ssh", "--", "uname")
+    assert (code, out, err) == (3, "out: uname\nwarn\n", "")
 
 
 def test_logs(

@@ -451,7 +451,7 @@ def test_ssh_run_and_argv(service: MachineService, guest: FakeGuest) -> None:
     spec = service.create(options()).spec
     lines: list[str] = []
     result = service.ssh_run("default", "uname -a", on_output=lines.append)
-    assert result.exit_code == 3 and lines == ["out: uname -a"]
+    assert result.exit_code == 3 and lines == ["out: uname -a", "warn"]
     argv = service.ssh_argv("default", ssh_binary="/usr/bin/ssh")
     files = service.files("default")
     assert argv[0] == "/usr/bin/ssh"
@@ -463,3 +463,18 @@ def test_ssh_run_and_argv(service: MachineService, guest: FakeGuest) -> None:
     service.stop("default")
     with pytest.raises(MachineError):
         service.ssh_run("default", "true")
+
+
+def test_guest_addresses_leave_out_loopback_and_engine_bridges() -> None:
+    from toolbox.machine.guestops import parse_ip_addr
+
+    text = (
+        "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
+        "2: enp0s3    inet 10.0.2.15/24 brd 10.0.2.255 scope global dynamic enp0s3\\ x\n"
+        "3: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0\\ x\n"
+        "4: br-1a2b3c    inet 172.18.0.1/16 scope global br-1a2b3c\n"
+        "5: eth1    inet 192.168.1.7/24 scope global eth1\n"
+        "garbage\n"
+    )
+    assert parse_ip_addr(text) == ("10.0.2.15", "192.168.1.7")
+    assert parse_ip_addr("") == ()

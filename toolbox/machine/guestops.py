@@ -58,6 +58,9 @@ class MachineFiles:
         return self.host_key_public.read_text(encoding="ascii").strip()
 
 
+CLOUD_INIT_DISABLED = "/etc/cloud/cloud-init.disabled"
+
+
 def ca_dir() -> Path:
     """The per-install CA that signs every machine's server and client certificates."""
     return paths.data_dir() / "certs"
@@ -101,6 +104,8 @@ class GuestOps(Protocol):
         timeout: float,
         cancel: threading.Event | None,
     ) -> bool: ...
+
+    def seal(self, spec: MachineSpec, files: MachineFiles) -> None: ...
 
     def guest_addresses(self, spec: MachineSpec, files: MachineFiles) -> tuple[str, ...]: ...
 
@@ -178,6 +183,14 @@ class RealGuestOps:
             seconds=time.monotonic() - start,
         )
 
+    def seal(self, spec: MachineSpec, files: MachineFiles) -> None:
+        """The guest's first-boot setup is done: turn cloud-init off for later boots. Its
+        per-boot stages cost 25-35 s of every start under TCG (measured: start to engine
+        ready 71 s with it, 32-36 s without); what it set up (user, keys, network) stays."""
+        with self.ssh(spec, files) as ssh:
+            ssh.connect(timeout=60)
+            ssh.run(f"touch {CLOUD_INIT_DISABLED}", timeout=60, sudo=True)
+
     def regenerate_certs(
         self, spec: MachineSpec, files: MachineFiles, progress: ProgressCallback | None
     ) -> None:
@@ -195,7 +208,8 @@ class RealGuestOps:
         cancel: threading.Event | None,
     ) -> bool:
         """Ping the engine over TLS through the host forward until it answers or ``timeout``
-        (backing off from 0.25 s to 2 s); False when it did not."""
+        (backing off from 0.25 s to 1 s: a ping is cheap, a late answer costs start time);
+        False when it did not."""
         from toolbox.provision.engine import ping_engine
 
         deadline = time.monotonic() + timeout
@@ -209,7 +223,7 @@ class RealGuestOps:
             if remaining <= 0:
                 return False
             time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, 1.0)
 
     def guest_addresses(self, spec: MachineSpec, files: MachineFiles) -> tuple[str, ...]:
         """The guest's own IPv4 addresses (``ip -4 -o addr``), loopback excluded."""
@@ -231,18 +245,26 @@ class RealGuestOps:
             return ssh.run(command, timeout=timeout, check=False, on_output=on_output)
 
 
+# Interfaces the engine makes in the guest: not the guest's own address.
+ENGINE_INTERFACES = ("docker", "br-", "veth")
+
+
 def parse_ip_addr(text: str) -> tuple[str, ...]:
-    """Addresses from ``ip -4 -o addr`` lines like
-    ``2: ens3    inet 10.0.2.15/24 brd 10.0.2.255 scope global dynamic ens3``."""
+    """The guest's own IPv4 addresses from ``ip -4 -o addr`` lines like
+    ``2: enp0s3    inet 10.0.2.15/24 brd 10.0.2.255 scope global dynamic enp0s3``
+    (loopback and the engine's bridges left out)."""
     found = []
     for line in text.splitlines():
         parts = line.split()
-        if "inet" in parts:
-            i = parts.index("inet")
-            if i + 1 < len(parts):
-                address = parts[i + 1].split("/", 1)[0]
-                if not address.startswith("127."):
-                    found.append(address)
+        if len(parts) < 4 or "inet" not in parts:
+            continue
+        if parts[1].startswith(ENGINE_INTERFACES):
+            continue
+        i = parts.index("inet")
+        if i + 1 < len(parts):
+            address = parts[i + 1].split("/", 1)[0]
+            if not address.startswith("127."):
+                found.append(address)
     return tuple(dict.fromkeys(found))
 
 

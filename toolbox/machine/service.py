@@ -456,6 +456,7 @@ class MachineService:
         if not spec.provisioned:
             with phases.phase(CreatePhase.PROVISION.value, CreatePhase.PROVISION.title):
                 summary = self.guest.provision(spec, files, progress, cancel)
+                self.guest.seal(spec, files)
                 spec = self._record(spec, CreatePhase.PROVISION, provisioned=True)
         else:
             phases.skipped(CreatePhase.PROVISION.value, CreatePhase.PROVISION.title)
@@ -575,6 +576,7 @@ class MachineService:
             if not ready:
                 with phases.phase("provision", "Provision the engine"):
                     summary = self.guest.provision(spec, files, progress, cancel)
+                    self.guest.seal(spec, files)
                 spec = replace(spec, provisioned=True)
                 self.store.save(spec)
                 if not self.guest.engine_ready(spec, files, self.engine_timeout, cancel):
