@@ -448,3 +448,25 @@ def test_status_column_refreshes_locally_and_pauses_when_hidden(
     assert not page.tick_timer.isActive()
     page.page_shown()
     assert page.tick_timer.isActive()
+
+
+def test_keyboard_shortcuts_act_on_the_selection(qtbot, containers_page, docker_client) -> None:
+    page = containers_page
+    name = unique("keys")
+    cid = create(docker_client, name)
+    qtbot.waitUntil(lambda: page.model.row_of(cid) is not None, timeout=10_000)
+    page.activateWindow()
+    page.select_ids([cid])
+    page.view.setFocus()
+    qtbot.waitUntil(page.view.hasFocus, timeout=5000)
+    qtbot.keyClick(page.view, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    wait_state(qtbot, page, name, ContainerState.RUNNING)
+    qtbot.keyClick(
+        page.view,
+        Qt.Key.Key_S,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    wait_state(qtbot, page, name, ContainerState.EXITED)
+    qtbot.keyClick(page.view, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: page.confirm_box is not None, timeout=5000)
+    page.confirm_box.reject()
