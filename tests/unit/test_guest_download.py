@@ -375,3 +375,15 @@ def test_parse_sums_never_raises_and_yields_only_valid_entries(text: str) -> Non
         assert len(entry.sha512) == 128
         assert set(entry.sha512) <= set("0123456789abcdef")
         assert entry.filename
+
+
+def test_a_cancel_event_set_before_starting_fetches_nothing(
+    server: ImageServer, tmp_path: Path
+) -> None:
+    url = server.add("disk.qcow2", payload(1000))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        download(url, tmp_path / "d", cancel=cancel)
+    assert server.gets("disk.qcow2") == []
+    assert not (tmp_path / "d").exists()
