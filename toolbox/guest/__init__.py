@@ -2,10 +2,10 @@
 
 ``images`` (CachedImage, ImageStore, default images, ``--image`` resolution), ``download``
 (resumable, SHA-512 verified), ``archive`` (Debian's .tar.xz), ``build`` (offline build with
-mmdebstrap), ``seed`` (NoCloud ISO with pycdlib).
+mmdebstrap; not imported here so ``python -m toolbox.guest.build`` runs cleanly), ``seed``
+(NoCloud ISO with pycdlib).
 """
 
-from toolbox.guest.build import build_image
 from toolbox.guest.download import DownloadResult, download
 from toolbox.guest.images import CachedImage, ImageStore, validate_image_name
 from toolbox.guest.seed import SeedConfig, write_seed_iso
@@ -15,7 +15,6 @@ __all__ = [
     "DownloadResult",
     "ImageStore",
     "SeedConfig",
-    "build_image",
     "download",
     "validate_image_name",
     "write_seed_iso",
