@@ -14,7 +14,8 @@ Usage::
 stream); its callbacks are re-emitted here as Qt signals on the GUI thread. Events are coalesced
 for ~100 ms, then turned into ``Delta`` updates per kind: a container event re-fetches that one
 container through the list API (exact start/stop times taken from the events), and
-image/volume/network events re-list that kind. Fetches run on one serial queue per engine, and
+image/volume/network events re-list that kind (a container's "commit" re-lists images: an
+untagged commit sends no image event). Fetches run on one serial queue per engine, and
 an answer older than a container's latest event is dropped, so rows never step backwards.
 Every worker thread gets its own ``EngineClient`` (docker-py clients are not shared between
 threads). Nothing here polls.
@@ -69,9 +70,11 @@ _QUIET_CONTAINER_ACTIONS = frozenset(
         "archive-path",
         "extract-to-dir",
         "export",
-        "commit",
     }
 )
+# Container actions that make or change an image: an untagged ``docker commit`` sends only the
+# container's "commit" event (a tagged one adds an image "tag" event), so images re-list on it.
+_IMAGE_CONTAINER_ACTIONS = frozenset({"commit"})
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,9 @@ class EngineSession(QObject):
         kinds: set[EventType] = set()
         for event in events:
             if event.type is EventType.CONTAINER:
+                if event.action in _IMAGE_CONTAINER_ACTIONS:
+                    kinds.add(EventType.IMAGE)
+                    continue
                 if event.action in _QUIET_CONTAINER_ACTIONS or not event.id:
                     continue
                 self._touch(event.id)

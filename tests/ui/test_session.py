@@ -123,3 +123,25 @@ def test_session_over_mutual_tls(qtbot, engine, tasks) -> None:
         qtbot.waitUntil(lambda: pongs == [True], timeout=10_000)
     finally:
         session.close()
+
+
+def test_untagged_commit_arrives_as_an_image_change(qtbot, session, docker_client) -> None:
+    """``docker commit`` without a tag sends only a container "commit" event; the new dangling
+    image must still reach the session through events, not at the next full re-list."""
+    name = unique("commit")
+    cid = docker_client.api.create_container("busybox:latest", ["true"], name=name)["Id"]
+    qtbot.waitUntil(lambda: session.container(cid) is not None, timeout=10_000)
+    deltas: list[Delta] = []
+    session.images_changed.connect(deltas.append)
+    snapshots: list[object] = []
+    session.snapshot_ready.connect(snapshots.append)
+    image_id = docker_client.api.commit(cid)["Id"]
+    try:
+        qtbot.waitUntil(lambda: any(i.id == image_id for i in session.images()), timeout=10_000)
+        image = next(i for i in session.images() if i.id == image_id)
+        assert image.dangling
+        assert any(any(i.id == image_id for i in d.records) for d in deltas)
+        assert not snapshots  # it came from the events, not a re-list
+    finally:
+        docker_client.api.remove_container(cid, force=True)
+        docker_client.api.remove_image(image_id, force=True)
