@@ -32,6 +32,8 @@ from toolbox.progress import Progress
 
 pytestmark = [
     pytest.mark.vm,
+    # Waiting for the VM lock (other engineers' VM tests) counts against pytest-timeout.
+    pytest.mark.timeout(2400),
     pytest.mark.skipif(
         shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None,
         reason="QEMU is not installed",
@@ -52,6 +54,18 @@ def tiny() -> tiny_guest.TinyGuest:
 def vm_lock() -> Iterator[None]:
     with FileLock(VM_LOCK, timeout=3600):
         yield
+
+
+@pytest.fixture
+def booted() -> Iterator[list[tuple[QemuDriver, VMSpec]]]:
+    """Register (driver, spec) pairs; whatever a failing test left running is killed."""
+    started: list[tuple[QemuDriver, VMSpec]] = []
+    yield started
+    for drv, spec in started:
+        try:
+            drv.kill(spec)
+        except Exception as exc:  # cleanup must go on for the others
+            print(f"cleanup of {spec.name} failed: {exc}")
 
 
 @pytest.fixture
@@ -128,12 +142,14 @@ def _alive(pid: int) -> bool:
 
 
 def test_lifecycle_console_forwards_stop_restart_kill_crash_remove(
-    tiny: tiny_guest.TinyGuest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path
-) -> None:
+    tiny: tiny_guest.TinyGuest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path,
+    booted: list,
+) -> None:  # fmt: skip
     web, web2, web3 = free_port(), free_port(), free_port()
     spec = _spec(toolbox_home, _tiny_image(tiny, toolbox_home), (Forward("http", 8080, web),))
     drv = QemuDriver(accel_cache=AccelCache(tmp_path / "accel.json"))
     drv.create(spec)
+    booted.append((drv, spec))
     drv.create(spec)
     assert drv.state(spec) is VMState.STOPPED
 
@@ -220,7 +236,7 @@ def test_lifecycle_console_forwards_stop_restart_kill_crash_remove(
 
 
 def test_bios_boot_and_hard_power_off_when_the_guest_ignores_acpi(
-    toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path
+    toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path, booted: list
 ) -> None:
     """The boot-sector guest boots through SeaBIOS (no kernel given) and ignores the power
     button, so stop() must power it off after its timeout."""
@@ -228,6 +244,7 @@ def test_bios_boot_and_hard_power_off_when_the_guest_ignores_acpi(
     spec = _spec(toolbox_home, BootImage(base, "raw"), name="bios")
     drv = QemuDriver(accel_cache=AccelCache(tmp_path / "accel.json"))
     drv.create(spec)
+    booted.append((drv, spec))
     drv.start(spec)
     wait_until(lambda: tiny_guest.BOOTSECTOR_MARKER in _console(spec), 60, what="BIOS boot")
     pid = _pid(spec)
@@ -241,8 +258,9 @@ def test_bios_boot_and_hard_power_off_when_the_guest_ignores_acpi(
 
 
 def test_a_taken_host_port_is_a_clear_error_and_leaves_nothing_running(
-    tiny: tiny_guest.TinyGuest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path
-) -> None:
+    tiny: tiny_guest.TinyGuest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path,
+    booted: list,
+) -> None:  # fmt: skip
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(1)
@@ -253,6 +271,7 @@ def test_a_taken_host_port_is_a_clear_error_and_leaves_nothing_running(
         )
         drv = QemuDriver(accel_cache=AccelCache(tmp_path / "accel.json"))
         drv.create(spec)
+        booted.append((drv, spec))
         with pytest.raises(DriverError) as exc:
             drv.start(spec)
         assert str(port) in exc.value.message and "taken" in exc.value.message
@@ -264,7 +283,7 @@ def test_a_taken_host_port_is_a_clear_error_and_leaves_nothing_running(
 
 def test_accelerator_probe_falls_back_to_tcg_and_remembers_the_verdict(
     tiny: tiny_guest.TinyGuest, toolbox_home: Path, vm_lock: None, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, booted: list,
 ) -> None:  # fmt: skip
     """On this machine /dev/kvm opens but a KVM guest hangs: the first start must notice
     within the probe bound, fall back to tcg, and a later start must not probe again."""
@@ -276,6 +295,7 @@ def test_accelerator_probe_falls_back_to_tcg_and_remembers_the_verdict(
         pytest.skip("no hardware accelerator offered here, nothing to probe")
     spec = _spec(toolbox_home, _tiny_image(tiny, toolbox_home), name="probe")
     drv.create(spec)
+    booted.append((drv, spec))
     stamps: list[tuple[float, Progress]] = []
     t0 = time.monotonic()
     drv.start(spec, progress=lambda p: stamps.append((time.monotonic() - t0, p)))
@@ -302,6 +322,7 @@ def test_accelerator_probe_falls_back_to_tcg_and_remembers_the_verdict(
 
     # A second driver (a later `toolbox start`) reads the verdict and does not probe again.
     again = QemuDriver(accel_cache=AccelCache(tmp_path / "accel.json"))
+    booted.append((again, spec))
     t0 = time.monotonic()
     again.start(spec)
     second = time.monotonic() - t0
@@ -314,8 +335,9 @@ def test_accelerator_probe_falls_back_to_tcg_and_remembers_the_verdict(
 
 
 def test_debian_guest_powers_off_gracefully(
-    request: pytest.FixtureRequest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path
-) -> None:
+    request: pytest.FixtureRequest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path,
+    booted: list,
+) -> None:  # fmt: skip
     """The locally built Debian image (the guest_image fixture) under the driver: boots by
     direct kernel boot to a login prompt, and system_powerdown shuts it down cleanly."""
     try:
@@ -345,6 +367,7 @@ def test_debian_guest_powers_off_gracefully(
         pass
     drv = QemuDriver(accel_cache=AccelCache(tmp_path / "accel.json"))
     drv.create(spec)
+    booted.append((drv, spec))
     t0 = time.monotonic()
     drv.start(spec)
     wait_until(lambda: "login:" in _console(spec), 300, interval=1, what="Debian login prompt")

@@ -78,19 +78,22 @@ def dev_cache() -> Path:
 
 
 def _kernel_package() -> str:
-    """The versioned package the ``linux-image-cloud-amd64`` meta package depends on."""
-    out = subprocess.run(
-        ["apt-cache", "depends", "linux-image-cloud-amd64"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("Depends:") and "linux-image-" in line:
-            return line.split(":", 1)[1].strip()
-    raise RuntimeError(f"no kernel package in: {out}")
+    """The versioned package the ``linux-image-cloud-amd64`` meta package depends on
+    (refreshing apt's lists once when a fresh machine has none yet)."""
+    for attempt in range(2):
+        out = subprocess.run(
+            ["apt-cache", "depends", "linux-image-cloud-amd64"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("Depends:") and "linux-image-" in line:
+                return line.split(":", 1)[1].strip()
+        if attempt == 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=False, timeout=600)
+    raise RuntimeError("apt knows no linux-image-cloud-amd64 (is the Debian mirror reachable?)")
 
 
 def _fetch_kernel(cache: Path) -> Path:
@@ -147,13 +150,28 @@ def build_initramfs(dest: Path, modules_dir: Path, busybox: Path) -> None:
     tmp.replace(dest)
 
 
+def _is_static_elf(path: Path) -> bool:
+    """An ELF executable without a PT_INTERP program header needs no dynamic loader."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2:  # 64-bit only
+        return False
+    order = "little" if data[5] == 1 else "big"
+    phoff = int.from_bytes(data[0x20:0x28], order)
+    phentsize = int.from_bytes(data[0x36:0x38], order)
+    phnum = int.from_bytes(data[0x38:0x3A], order)
+    for i in range(phnum):
+        off = phoff + i * phentsize
+        if int.from_bytes(data[off : off + 4], order) == 3:  # PT_INTERP
+            return False
+    return True
+
+
 def find_busybox() -> Path | None:
+    """A statically linked busybox (Debian's busybox-static), usable inside the initramfs."""
     for candidate in ("/bin/busybox", "/usr/bin/busybox"):
         p = Path(candidate)
-        if p.exists():
-            kind = subprocess.run(["file", "-b", str(p)], capture_output=True, text=True).stdout
-            if "statically linked" in kind or not kind:
-                return p
+        if p.is_file() and _is_static_elf(p):
+            return p
     return None
 
 
