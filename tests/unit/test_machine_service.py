@@ -478,3 +478,13 @@ def test_guest_addresses_leave_out_loopback_and_engine_bridges() -> None:
     )
     assert parse_ip_addr(text) == ("10.0.2.15", "192.168.1.7")
     assert parse_ip_addr("") == ()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("cpus", 0), ("memory_mib", 100), ("disk_gib", 1), ("name", "Bad")]
+)
+def test_create_validates_its_options(service: MachineService, field: str, value: object) -> None:
+    values: dict[str, object] = {"name": "default", "image": IMAGE, field: value}
+    with pytest.raises(ValidationError):
+        service.create(CreateOptions(**values))  # type: ignore[arg-type]
+    assert not (paths.machines_dir() / "default").exists()

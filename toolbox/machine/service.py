@@ -47,6 +47,8 @@ from toolbox.machine.model import (
     MachineSpec,
     MachineState,
     PortForward,
+    parse_disk_gib,
+    parse_memory_mib,
     validate_cpus,
     validate_name,
 )
@@ -342,6 +344,8 @@ class MachineService:
         """Create and provision a machine, or continue an interrupted create of it."""
         name = validate_name(options.name)
         validate_cpus(options.cpus)
+        parse_memory_mib(options.memory_mib)
+        parse_disk_gib(options.disk_gib)
         fresh = not self.store.dir_for(name).exists()
         try:
             with self._lock(name):
@@ -382,13 +386,16 @@ class MachineService:
                 hint=availability.hint or "Install the hypervisor, or choose another --driver.",
             )
         ssh_port, engine_port = choose_ports(2, exclude=self._used_ports())
+        image = options.image or ""
+        if image and Path(image).expanduser().is_file():
+            image = str(Path(image).expanduser().resolve())  # a resume may run elsewhere
         return MachineSpec(
             name=options.name,
             driver=driver_name,
             cpus=options.cpus,
             memory_mib=options.memory_mib,
             disk_gib=options.disk_gib,
-            image=options.image or "",
+            image=image,
             ssh_port=ssh_port,
             engine_port=engine_port,
             created=dt.datetime.now(dt.UTC).replace(microsecond=0),
