@@ -473,6 +473,46 @@ def test_remove_leaves_nothing_behind(
     replay.done()
 
 
+def test_remove_of_a_saved_vm_discards_its_state_first(
+    replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
+) -> None:
+    replay.expect(
+        info("saved"),
+        vb("discardstate", VM),
+        vb("unregistervm", VM, "--delete"),
+    )
+    make_driver(replay, clock, tmp_path).remove(spec)
+    replay.done()
+
+
+def test_stop_of_a_paused_vm_powers_it_off(
+    replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
+) -> None:
+    replay.expect(info("paused"), info("paused"), vb("controlvm", VM, "poweroff"))
+    make_driver(replay, clock, tmp_path).stop(spec)
+    replay.done()
+
+
+def test_a_busy_lock_is_a_driver_error_with_a_hint(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    lock = tmp_path / "vbm.lock"
+    with FileLock(str(lock)):
+        errors: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                VBoxManage(VBM, Replay([vb("list", "vms")]), lock).run("list", "vms", timeout=0.2)
+            except BaseException as exc:
+                errors.append(exc)
+
+        holder = threading.Thread(target=other)
+        holder.start()
+        holder.join(timeout=10)
+    assert len(errors) == 1 and isinstance(errors[0], VBoxError)
+    assert errors[0].hint and "lock" in errors[0].hint
+
+
 def test_forwards_from_showvminfo(
     replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
 ) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from toolbox import paths
 from toolbox.drivers.base import (
@@ -389,8 +389,15 @@ class VBoxManage:
         paths.ensure_dir(self.lock_path.parent)
         result: CommandResult | None = None
         for attempt in range(self.retries):
-            with FileLock(str(self.lock_path), timeout=timeout):
-                result = self.runner(argv, timeout=timeout)
+            try:
+                with FileLock(str(self.lock_path), timeout=timeout):
+                    result = self.runner(argv, timeout=timeout)
+            except Timeout as exc:
+                raise VBoxError(
+                    f"Another program kept VBoxManage busy for {timeout:g} s",
+                    hint=f"Wait for other Toolbox windows or commands to finish (lock: "
+                    f"{self.lock_path}).",
+                ) from exc
             failed = not result.ok or "error:" in result.stderr
             if not failed:
                 return result
@@ -539,6 +546,8 @@ class VirtualBoxDriver(Driver):
                 "locally built images.",
             )
         paths.ensure_dir(spec.directory)
+        # VirtualBox writes the serial console there but does not create the folder.
+        paths.ensure_dir(spec.console_log.parent)
         info = self._info(spec)
         if info is not None:
             if self._created_marker(spec):
@@ -725,15 +734,19 @@ class VirtualBoxDriver(Driver):
     def stop(self, spec: VMSpec, timeout: float = 60.0) -> None:
         name = vm_name(spec.name)
         current = self.state(spec)
-        if current not in (VMState.RUNNING, VMState.PAUSED, VMState.STARTING, VMState.STOPPING):
+        if not current.is_up:
+            return
+        if current is VMState.PAUSED:
+            # A paused guest cannot react to the power button.
+            self.kill(spec)
             return
         if current is VMState.RUNNING:
             self.vbm.run("controlvm", name, "acpipowerbutton", check=False)
-            deadline = self.clock() + timeout
-            while self.clock() < deadline:
-                self.sleep(self.poll_interval)
-                if not self.state(spec).is_up:
-                    return
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            self.sleep(self.poll_interval)
+            if not self.state(spec).is_up:
+                return
         self.kill(spec)
 
     def kill(self, spec: VMSpec) -> None:
@@ -743,8 +756,12 @@ class VirtualBoxDriver(Driver):
             self.vbm.run("controlvm", name, "poweroff")
 
     def remove(self, spec: VMSpec) -> None:
-        if self.state(spec) is not VMState.NOT_FOUND:
-            self.kill(spec)
+        current = self.state(spec)
+        if current is not VMState.NOT_FOUND:
+            if current is VMState.SAVED:
+                self.vbm.run("discardstate", vm_name(spec.name))
+            else:
+                self.kill(spec)
             self._unregister(spec)
         vdi = self._vdi(spec)
         if vdi.exists():
