@@ -282,3 +282,16 @@ def test_forward_ports_are_validated() -> None:
         Forward("ssh", 22, 70000)
     with pytest.raises(UsageError):
         Forward("ssh", 22, 2222, protocol="sctp")
+
+
+def test_kernel_progress_is_told_apart_from_boot_loader_output() -> None:
+    """Recorded here: a KVM guest that hangs prints only the setup code's line; a TCG boot
+    prints kernel log lines at once."""
+    from toolbox.drivers.qemu import KERNEL_PROGRESS
+
+    hang = (DATA / "console-kvm-hang.txt").read_bytes()
+    assert b"Probing EDD" in hang and not KERNEL_PROGRESS.search(hang)
+    assert KERNEL_PROGRESS.search((DATA / "console-tcg-start.txt").read_bytes())
+    grub = b"\x1b[2J\x1b[01;01H GNU GRUB  version 2.06\r\nLoading Linux 6.1.0-18-cloud-amd64 ..."
+    assert not KERNEL_PROGRESS.search(grub)
+    assert KERNEL_PROGRESS.search(b"[  OK  ] Reached target Multi-User System.")

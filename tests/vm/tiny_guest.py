@@ -69,7 +69,7 @@ while :; do sleep 3600; done
 class TinyGuest:
     kernel: Path
     initrd: Path
-    cmdline: str = "console=ttyS0,115200 panic=-1 quiet"
+    cmdline: str = "console=ttyS0,115200 panic=-1"
 
 
 def dev_cache() -> Path:

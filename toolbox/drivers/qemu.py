@@ -55,10 +55,12 @@ CONFIG_SCHEMA = 1
 CONSOLE_ROTATE_BYTES = 4 * 1024 * 1024
 ACCEL_ENV = "TOOLBOX_QEMU_ACCEL"  # force an accelerator (kvm, hvf, whpx, tcg): no probe
 
-# The kernel's first log lines: "Linux version ..." or a printk timestamp "[    0.000000]".
-# Boot loaders and the kernel's real-mode setup code print before the point where a broken
-# accelerator hangs, so only these count as progress.
-KERNEL_PROGRESS = re.compile(rb"Linux version |\[\s*\d+\.\d{6}\]")
+# Proof that the guest kernel runs: its first log lines ("Linux version ...", a printk
+# timestamp "[    0.000000]"), or, for a kernel booted with "quiet", systemd's "[  OK  ]" or a
+# login prompt. Boot loaders and the kernel's real-mode setup code print before the point
+# where a broken accelerator hangs, so their output does not count. The guest must log to
+# the serial console (console=ttyS0), as the Debian cloud image and the local build do.
+KERNEL_PROGRESS = re.compile(rb"Linux version |\[\s*\d+\.\d{6}\]|\[\s+OK\s+\]| login: ")
 
 _HOSTFWD_ERRORS = ("could not", "invalid", "not found", "error", "failed")
 
