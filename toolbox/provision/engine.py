@@ -28,6 +28,7 @@ PROBE_SECONDS = 5
 # Docker publishes packages for these distributions and architectures (dpkg names).
 DOCKER_REPO_DISTROS = ("debian", "ubuntu")
 DOCKER_REPO_ARCHES = ("amd64", "arm64", "armhf", "s390x", "ppc64el")
+REPO_PREREQUISITES = ("ca-certificates", "curl")  # to fetch Docker's signing key
 DOCKER_CE_PACKAGES = (
     "docker-ce",
     "docker-ce-cli",
@@ -175,10 +176,10 @@ def apt_install_argv(packages: Sequence[str]) -> list[str]:
 
 
 def docker_repo_setup_commands(plan: EnginePlan) -> list[str]:
-    """Shell commands (run as root) that add Docker's apt repository and its signing key."""
+    """Shell commands (run as root, after ``REPO_PREREQUISITES`` are installed) that add
+    Docker's apt repository and its signing key."""
     assert plan.repo_line and plan.key_url
     return [
-        shlex.join(apt_install_argv(["ca-certificates", "curl"])),
         "install -m 0755 -d /etc/apt/keyrings",
         shlex.join(["curl", "-fsSL", "--max-time", "60", plan.key_url, "-o", DOCKER_KEYRING]),
         f"chmod a+r {DOCKER_KEYRING}",

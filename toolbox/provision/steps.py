@@ -245,11 +245,14 @@ def _engine_apply(run: ProvisionRun) -> None:
     plan = eng.choose_engine_plan(os_release, arch, reachable, run.ctx.engine_source)
     if plan.source is eng.EngineSource.DOCKER:
         try:
-            run.report("Adding Docker's apt repository", 0.02)
+            _apt(run, eng.apt_update_argv(), 0.02, 0.05, "Updating package lists")
+            prerequisites = eng.apt_install_argv(eng.REPO_PREREQUISITES)
+            _apt(run, prerequisites, 0.05, 0.08, "Installing curl")
+            run.report("Adding Docker's apt repository", 0.08)
             for command in eng.docker_repo_setup_commands(plan):
-                ssh.run(command, run.ctx.install_timeout, sudo=True, cancel=run.ctx.cancel)
-            _apt(run, eng.apt_update_argv(), 0.03, 0.08, "Updating package lists")
-            _apt(run, eng.apt_install_argv(plan.packages), 0.08, 1.0, "Installing Docker")
+                ssh.run(command, 120, sudo=True, cancel=run.ctx.cancel)
+            _apt(run, eng.apt_update_argv(), 0.08, 0.1, "Updating package lists")
+            _apt(run, eng.apt_install_argv(plan.packages), 0.1, 1.0, "Installing Docker")
             run.engine_plan = plan
             return
         except CommandError as exc:
