@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import docker.errors
+import requests
+
 from toolbox.errors import Cancelled, ProvisionError, ToolboxError
 
 if TYPE_CHECKING:
@@ -295,13 +298,15 @@ def engine_config(machine_dir: Path, host_port: int) -> EngineConfig:
 
 def ping_engine(machine_dir: Path, host_port: int, timeout: float = 5.0) -> bool:
     """One ping over TLS; True when the engine answers, False (never raises) otherwise."""
+    # docker-py and requests errors are caught too, in case one slips through untranslated.
+    failures = (ToolboxError, OSError, docker.errors.DockerException, requests.RequestException)
     try:
         client: Any = engine_config(machine_dir, host_port).connect(timeout=timeout)
-    except (ToolboxError, OSError):
+    except failures:
         return False
     try:
         return bool(client.ping())
-    except (ToolboxError, OSError):
+    except failures:
         return False
     finally:
         client.close()
