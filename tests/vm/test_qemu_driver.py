@@ -381,3 +381,51 @@ def test_debian_guest_powers_off_gracefully(
     assert "reboot: Power down" in _console(spec)  # the guest's own shutdown, not a kill
     assert took < 90
     drv.remove(spec)
+
+
+def test_windows_code_path_tcp_qmp_and_a_detached_launcher(
+    tiny: tiny_guest.TinyGuest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path,
+    booted: list,
+) -> None:  # fmt: skip
+    """What Windows does (no unix sockets, no -daemonize): QMP over TCP on 127.0.0.1 and a
+    launcher that starts QEMU detached, run here for real with the same QEMU."""
+    import subprocess
+
+    launched: list[list[str]] = []
+
+    def launcher(argv: list[str], log: Path) -> int:
+        launched.append(argv)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
+        return proc.pid
+
+    web = free_port()
+    spec = _spec(
+        toolbox_home, _tiny_image(tiny, toolbox_home), (Forward("http", 8080, web),), "win"
+    )
+    drv = QemuDriver(
+        accel_cache=AccelCache(tmp_path / "accel.json"),
+        system="Windows",
+        launcher=launcher,
+        binary=Path(shutil.which("qemu-system-x86_64") or ""),
+        qemu_img=Path(shutil.which("qemu-img") or ""),
+    )
+    drv.create(spec)
+    booted.append((drv, spec))
+    drv.start(spec)
+    argv = launched[0]
+    assert "-daemonize" not in argv
+    qmp = argv[argv.index("-qmp") + 1]
+    assert qmp.startswith("tcp:127.0.0.1:") and qmp.endswith(",server=on,wait=off")
+    assert not (spec.directory / "qmp.sock").exists()
+    assert drv.state(spec) is VMState.RUNNING
+    assert wait_until(lambda: _http_ok(web), 120, what="forward")
+    web2 = free_port()
+    drv.add_forward(spec, Forward("http2", 8080, web2))
+    assert _http(web2) == tiny_guest.HTTP_BODY
+    drv.stop(spec, timeout=60)
+    assert tiny_guest.POWEROFF_MARKER in _console(spec)
+    assert drv.state(spec) is VMState.STOPPED
+    drv.remove(spec)

@@ -487,18 +487,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-Launcher = Callable[[list[str], Path], None]
+Launcher = Callable[[list[str], Path], int]
 
 
-def detached_launcher(argv: list[str], log_path: Path) -> None:  # pragma: no cover - Windows
+def detached_launcher(argv: list[str], log_path: Path) -> int:  # pragma: no cover - Windows
     """Start QEMU detached from us where it cannot ``-daemonize`` itself (Windows)."""
     flags = 0
     for name in ("DETACHED_PROCESS", "CREATE_NEW_PROCESS_GROUP", "CREATE_NO_WINDOW"):
         flags |= int(getattr(subprocess, name, 0))
     with open(log_path, "ab") as log:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, creationflags=flags
         )
+    return proc.pid
 
 
 # ---------------------------------------------------------------------------------------------
@@ -866,7 +867,9 @@ class QemuDriver(Driver):
             if not res.ok:
                 raise self._launch_error(spec, res.stderr, accel)
         else:  # pragma: no cover - Windows
-            (self.launcher or detached_launcher)(argv, files.log)
+            pid = (self.launcher or detached_launcher)(argv, files.log)
+            if not files.pidfile.exists():
+                files.pidfile.write_text(f"{pid}\n")
         if not self._wait_for_qmp(spec, cfg):
             text = files.log.read_text(encoding="utf-8", errors="replace")[-2000:]
             self._hard_stop(spec)
