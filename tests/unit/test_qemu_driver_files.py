@@ -219,3 +219,16 @@ def test_availability_when_the_binary_cannot_run() -> None:
         broken, binary=Path("/gone/qemu-system-x86_64"), qemu_img=Path("/gone/qemu-img")
     ).availability()
     assert not avail.usable and avail.hint
+
+
+def test_start_after_the_base_image_vanished_says_so(
+    driver: QemuDriver, tmp_path: Path, base: Path
+) -> None:
+    spec = _spec(tmp_path, base)
+    driver.create(spec)
+    base.unlink()
+    with pytest.raises(DriverError) as exc:
+        driver.start(spec)
+    assert str(base.resolve()) in exc.value.message
+    assert "toolbox image ls" in (exc.value.hint or "")
+    assert driver.state(spec) is VMState.STOPPED

@@ -756,6 +756,12 @@ class QemuDriver(Driver):
         files = self._files(spec)
         cfg = self._load_config(spec)
         assert cfg is not None
+        if cfg.base_disk and not Path(cfg.base_disk).exists():
+            raise DriverError(
+                f"The image machine {spec.name} was created from is gone: {cfg.base_disk}",
+                hint="The machine's disk is an overlay on that image: put the image back "
+                "(toolbox image ls), or remove the machine and create it again.",
+            )
         forwards = tuple(merge_forwards(list(cfg.forwards), spec.forwards))
         qmp_port = _free_port() if self.system == "Windows" else None
         cfg = replace(cfg, forwards=forwards, qmp_port=qmp_port)
