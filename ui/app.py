@@ -121,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Toolbox")
     app.setApplicationVersion(__version__)
+    from resources import ResourceMissing
+    from resources.qt import app_icon
+
+    try:
+        app.setWindowIcon(app_icon())
+    except ResourceMissing:  # a broken install still starts, with Qt's default icon
+        pass
     tasks = TaskRunner(app)
     window = MainWindow(tasks, engine_label(args.engine, args.context, os.environ))
     launcher = Launcher(window, tasks, args)
