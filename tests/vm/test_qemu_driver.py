@@ -429,3 +429,30 @@ def test_windows_code_path_tcp_qmp_and_a_detached_launcher(
     assert tiny_guest.POWEROFF_MARKER in _console(spec)
     assert drv.state(spec) is VMState.STOPPED
     drv.remove(spec)
+
+
+def test_pause_resume_and_stopping_a_paused_guest(
+    tiny: tiny_guest.TinyGuest, toolbox_home: Path, vm_lock: None, tcg: None, tmp_path: Path,
+    booted: list,
+) -> None:  # fmt: skip
+    from toolbox.drivers.qemu import qmp_socket_path
+    from toolbox.drivers.qmp import QMPAddress, QMPClient
+
+    spec = _spec(toolbox_home, _tiny_image(tiny, toolbox_home), name="pause")
+    drv = QemuDriver(accel_cache=AccelCache(tmp_path / "accel.json"))
+    drv.create(spec)
+    booted.append((drv, spec))
+    drv.start(spec)
+    wait_until(lambda: tiny_guest.READY_MARKER in _console(spec), 120, what="tiny guest ready")
+    with QMPClient(QMPAddress(path=qmp_socket_path(spec.directory))) as q:
+        q.execute("stop")
+    assert drv.state(spec) is VMState.PAUSED
+    drv.start(spec)  # resumes
+    assert drv.state(spec) is VMState.RUNNING
+    with QMPClient(QMPAddress(path=qmp_socket_path(spec.directory))) as q:
+        q.execute("stop")
+    t0 = time.monotonic()
+    drv.stop(spec, timeout=60)  # no waiting for a power button the guest cannot see
+    assert time.monotonic() - t0 < 15
+    assert drv.state(spec) is VMState.STOPPED
+    drv.remove(spec)

@@ -511,6 +511,7 @@ class _Files:
     overlay: Path
     config: Path
     pidfile: Path
+    lastpid: Path
     log: Path
     qmp_sock: Path
 
@@ -639,6 +640,7 @@ class QemuDriver(Driver):
             overlay=d / "disk.qcow2",
             config=d / "qemu.json",
             pidfile=d / "qemu.pid",
+            lastpid=d / "qemu.lastpid",
             log=d / "qemu.log",
             qmp_sock=qmp_socket_path(d),
         )
@@ -876,6 +878,8 @@ class QemuDriver(Driver):
             pid = (self.launcher or detached_launcher)(argv, files.log)
             if not files.pidfile.exists():
                 files.pidfile.write_text(f"{pid}\n")
+        with contextlib.suppress(OSError):
+            files.lastpid.write_text(files.pidfile.read_text())
         if not self._wait_for_qmp(spec, cfg):
             text = files.log.read_text(encoding="utf-8", errors="replace")[-2000:]
             self._hard_stop(spec)
@@ -936,13 +940,25 @@ class QemuDriver(Driver):
     # -- state -------------------------------------------------------------------------------
 
     def _running_pid(self, spec: VMSpec) -> int | None:
+        """The pid of this machine's live QEMU, or None.
+
+        QEMU deletes its pid file as it begins to exit, so the pid is also kept in
+        ``qemu.lastpid``: a QEMU still flushing its disk is not taken for stopped.
+        """
         files = self._files(spec)
-        try:
-            pid = int(files.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        marker = str(files.pidfile.resolve()) if sys.platform.startswith("linux") else None
-        return pid if _pid_alive(pid, marker) else None
+        for path in (files.pidfile, files.lastpid):
+            try:
+                pid = int(path.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if self._pid_alive(spec, pid):
+                return pid
+        return None
+
+    def _pid_alive(self, spec: VMSpec, pid: int) -> bool:
+        pidfile = self._files(spec).pidfile
+        marker = str(pidfile.resolve()) if sys.platform.startswith("linux") else None
+        return _pid_alive(pid, marker)
 
     def _cleanup_stale(self, spec: VMSpec) -> None:
         """Remove the pid file and QMP socket a dead QEMU left behind."""
@@ -950,6 +966,7 @@ class QemuDriver(Driver):
             return
         files = self._files(spec)
         files.pidfile.unlink(missing_ok=True)
+        files.lastpid.unlink(missing_ok=True)
         if files.qmp_sock.exists() or files.qmp_sock.is_symlink():
             files.qmp_sock.unlink(missing_ok=True)
 
@@ -974,8 +991,13 @@ class QemuDriver(Driver):
     # -- stopping ----------------------------------------------------------------------------
 
     def stop(self, spec: VMSpec, timeout: float = 60.0) -> None:
-        if self._running_pid(spec) is None:
+        pid = self._running_pid(spec)
+        if pid is None:
             self._cleanup_stale(spec)
+            return
+        if self.state(spec) is VMState.PAUSED:
+            # A paused guest cannot see the power button.
+            self._hard_stop(spec)
             return
         try:
             with self._qmp(spec) as q:
@@ -983,7 +1005,7 @@ class QemuDriver(Driver):
         except QMPError:
             self._hard_stop(spec)
             return
-        if not self._wait_exit(spec, timeout):
+        if not self._wait_exit(spec, pid, timeout):
             self._hard_stop(spec)
         self._cleanup_stale(spec)
 
@@ -999,20 +1021,19 @@ class QemuDriver(Driver):
                     q.quit()
             except QMPError:
                 pass
-            if not self._wait_exit(spec, 10.0):
-                pid = self._running_pid(spec)
-                if pid is not None:
-                    _terminate(pid)
-                    self._wait_exit(spec, 10.0)
+            if not self._wait_exit(spec, pid, 10.0):
+                _terminate(pid)
+                self._wait_exit(spec, pid, 10.0)
         self._cleanup_stale(spec)
 
-    def _wait_exit(self, spec: VMSpec, timeout: float) -> bool:
+    def _wait_exit(self, spec: VMSpec, pid: int, timeout: float) -> bool:
+        """Wait for the process itself to end (not just its pid file to go)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._running_pid(spec) is None:
+            if not self._pid_alive(spec, pid):
                 return True
             time.sleep(0.1)
-        return self._running_pid(spec) is None
+        return not self._pid_alive(spec, pid)
 
     def remove(self, spec: VMSpec) -> None:
         self._hard_stop(spec)
@@ -1023,6 +1044,7 @@ class QemuDriver(Driver):
             files.config,
             files.config.with_name(files.config.name + ".tmp"),
             files.pidfile,
+            files.lastpid,
             files.log,
             files.qmp_sock,
             spec.console_log,
