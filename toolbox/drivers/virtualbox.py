@@ -36,7 +36,7 @@ from toolbox.drivers.base import (
     VMSpec,
     VMState,
 )
-from toolbox.errors import CommandError, DriverError, NotFoundError
+from toolbox.errors import CommandError, DriverError, NotFoundError, UsageError
 from toolbox.process import CommandResult, Runner, SubprocessRunner
 from toolbox.progress import Progress, ProgressCallback
 
@@ -190,7 +190,7 @@ def _unescape(s: str) -> str:
     return "".join(out)
 
 
-def parse_forwards(info: Mapping[str, str], nic: int = 1) -> list[Forward]:
+def parse_forwards(info: Mapping[str, str]) -> list[Forward]:
     """``Forwarding(n)="name,tcp,127.0.0.1,2222,,22"`` lines (VirtualBox lists NIC 1's rules
     as ``Forwarding(n)``)."""
     keys = sorted(
@@ -213,7 +213,7 @@ def parse_forwards(info: Mapping[str, str], nic: int = 1) -> list[Forward]:
                     host_ip=host_ip or "0.0.0.0",
                 )
             )
-        except (ValueError, Exception):
+        except (ValueError, UsageError):  # a rule Toolbox would not have made
             continue
     return out
 
