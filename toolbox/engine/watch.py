@@ -157,8 +157,22 @@ class EngineWatcher:
 
     def _session(self, client: EngineClient, reason: SnapshotReason) -> None:
         """Snapshot then stream until stop (returns) or loss (raises)."""
+        side = _SideLister(self.config, self.request_timeout)
+        try:
+            self._stream_session(client, reason, side)
+        finally:
+            side.close()
+
+    def _stream_session(
+        self, client: EngineClient, reason: SnapshotReason, side: _SideLister
+    ) -> None:
         while not self._stop.is_set():
-            snapshot = self._snapshot(client, reason)
+            snapshot = self._snapshot(client, reason, side)
+            if self._stop.is_set():
+                return
+            # Delivered before the stream opens (one round trip sooner on screen): the stream
+            # replays everything since the snapshot's clock, so nothing falls in between.
+            self._deliver(self.on_snapshot, snapshot)
             stream = client.events(since=snapshot.time)
             with self._lock:
                 self._stream = stream
@@ -166,7 +180,6 @@ class EngineWatcher:
             if self._stop.is_set():
                 stream.close()
                 return
-            self._deliver(self.on_snapshot, snapshot)
             if self.state is not ConnectionState.CONNECTED:
                 self._set_state(ConnectionState.CONNECTED, None)
             self._had_connection = True
@@ -192,15 +205,26 @@ class EngineWatcher:
                 raise EngineUnreachable(f"The event stream of {self.config.describe()} ended")
             reason = requested
 
-    def _snapshot(self, client: EngineClient, reason: SnapshotReason) -> Snapshot:
+    def _snapshot(
+        self, client: EngineClient, reason: SnapshotReason, side: _SideLister
+    ) -> Snapshot:
         # The engine's clock, read before listing: events from then on are replayed, so a
         # change made while listing shows up as an event (never lost between list and stream).
         info, started = client.info_and_time()
+        # Images, volumes and networks are listed on a helper thread (its own client) while
+        # this one lists the containers: a re-list takes its longest request, not the sum.
+        side.begin()
+        try:
+            containers = tuple(client.containers())
+        except BaseException:
+            side.settle()  # never leave the helper's client in use by a stray thread
+            raise
+        images, volumes, networks = side.result()
         return Snapshot(
-            containers=tuple(client.containers()),
-            images=tuple(client.images()),
-            volumes=tuple(client.volumes()),
-            networks=tuple(client.networks()),
+            containers=containers,
+            images=images,
+            volumes=volumes,
+            networks=networks,
             info=info,
             time=started,
             reason=reason,
@@ -245,3 +269,77 @@ class EngineWatcher:
             callback(*args)
         except Exception:  # a failing callback must not stop the watcher
             log.exception("engine watcher callback %r failed", callback)
+
+
+class _SideLister:
+    """Lists images, volumes and networks on a short-lived daemon thread with a client of its
+    own (clients are never shared between threads at the same time), kept for one connection."""
+
+    def __init__(self, config: EngineConfig, timeout: float):
+        self.config = config
+        self.timeout = timeout
+        self._client: EngineClient | None = None
+        self._thread: threading.Thread | None = None
+        self._value: tuple[tuple[Image, ...], tuple[Volume, ...], tuple[Network, ...]] | None
+        self._value = None
+        self._error: BaseException | None = None
+
+    def begin(self) -> None:
+        self._value, self._error = None, None
+        self._thread = threading.Thread(
+            target=self._run, name=f"engine-list {self.config.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self._client is None:
+                self._client = self.config.connect(timeout=self.timeout)
+            client = self._client
+            self._value = (
+                tuple(client.images()),
+                tuple(client.volumes()),
+                tuple(client.networks()),
+            )
+        except BaseException as exc:
+            self._error = exc
+            self._drop()
+
+    def result(self) -> tuple[tuple[Image, ...], tuple[Volume, ...], tuple[Network, ...]]:
+        """Wait for the lists begun by ``begin()``; raises what listing raised."""
+        thread = self._thread
+        if thread is not None:
+            # Each of its requests gives up after ``timeout``; this bound is never the limit.
+            thread.join(self.timeout * 4 + 5)
+            self._thread = None
+            if thread.is_alive():
+                raise EngineUnreachable(
+                    f"Listing images, volumes and networks of {self.config.describe()} hung",
+                    hint="The engine may be overloaded; Toolbox retries on its own.",
+                )
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+    def settle(self) -> None:
+        """Wait for the helper, ignoring its outcome (the caller is failing already)."""
+        try:
+            self.result()
+        except BaseException:
+            log.debug("listing beside a failed container list failed too", exc_info=True)
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("closing the listing client failed", exc_info=True)
+
+    def close(self) -> None:
+        """End of the connection: close the helper's client (once its thread is done)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return  # a daemon thread still in a request; it is dropped with the connection
+        self._drop()
