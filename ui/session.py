@@ -11,12 +11,14 @@ Usage::
     session.close()                                  # at exit
 
 ``EngineWatcher`` runs on its own thread (a re-list after every (re)connect, then the events
-stream); its callbacks are re-emitted here as Qt signals on the GUI thread. Events are coalesced
-for ~100 ms, then turned into ``Delta`` updates per kind: a container event re-fetches that one
-container through the list API (exact start/stop times taken from the events), and
-image/volume/network events re-list that kind (a container's "commit" re-lists images: an
-untagged commit sends no image event). Fetches run on one serial queue per engine, and
-an answer older than a container's latest event is dropped, so rows never step backwards.
+stream); snapshots and events reach the GUI thread through one ordered inbox. What an event says
+itself (a container started, died, was paused, renamed or destroyed) is applied to its row at
+once, so a ``docker stop`` in a terminal shows within milliseconds. Events are also coalesced for
+~100 ms and then turned into engine requests: a container event re-fetches that one container
+through the list API (exact start/stop times taken from the events), and image/volume/network
+events re-list that kind (a container's "commit" re-lists images: an untagged commit sends no
+image event). Fetches run on one serial queue per engine, and an answer older than a container's
+latest event is dropped, so rows never step backwards.
 Every worker thread gets its own ``EngineClient`` (docker-py clients are not shared between
 threads). Nothing here polls.
 """
@@ -109,9 +111,8 @@ class EngineSession(QObject):
     info_changed = Signal(object)
 
     # Watcher-thread to GUI-thread relays.
-    _snapshot_in = Signal(object)
     _state_in = Signal(object, object)
-    _events_wake = Signal()
+    _inbox_wake = Signal()
 
     def __init__(self, config: EngineConfig, tasks: TaskRunner, parent: QObject | None = None):
         super().__init__(parent)
@@ -134,8 +135,11 @@ class EngineSession(QObject):
         self._generation = 0  # bumped on every snapshot: older fetch answers are stale
         self._client_generation = 0  # bumped on connection changes: clients reconnect
         self._refresh_key = f"engine-refresh:{config.url}"
+        # The inbox: snapshots and events from the watcher thread, in order; a snapshot replaces
+        # whatever came before it (its listing already contains their effect).
         self._pending_lock = threading.Lock()
-        self._pending: list[Event] = []
+        self._pending: list[Event | Snapshot] = []
+        self._batch: list[Event] = []  # events applied locally, waiting for the coalesced fetch
         self._clients_lock = threading.Lock()
         self._clients: dict[int, tuple[int, Any]] = {}  # thread id -> (generation, client)
         self._watcher: EngineWatcher | None = None
@@ -143,9 +147,8 @@ class EngineSession(QObject):
         self._flush.setSingleShot(True)
         self._flush.setInterval(COALESCE_MS)
         self._flush.timeout.connect(self._flush_events)
-        self._snapshot_in.connect(self._on_snapshot)
         self._state_in.connect(self._on_state)
-        self._events_wake.connect(self._on_events_wake)
+        self._inbox_wake.connect(self._on_inbox)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -170,7 +173,7 @@ class EngineSession(QObject):
             return
         self._watcher = EngineWatcher(
             self.config,
-            on_snapshot=self._snapshot_in.emit,
+            on_snapshot=self._snapshot_from_watcher,
             on_event=self._event_from_watcher,
             on_state=self._state_in.emit,
         )
@@ -279,18 +282,35 @@ class EngineSession(QObject):
 
     # -- watcher callbacks (GUI thread unless noted) ------------------------------------------
 
+    def _snapshot_from_watcher(self, snapshot: Snapshot) -> None:
+        """Watcher thread: the snapshot replaces what the inbox holds (older events are in it)."""
+        with self._pending_lock:
+            first = not self._pending
+            self._pending = [snapshot]
+        if first:
+            self._inbox_wake.emit()
+
     def _event_from_watcher(self, event: Event) -> None:
         """Watcher thread: queue the event; wake the GUI thread for the first of a batch."""
         with self._pending_lock:
             first = not self._pending
             self._pending.append(event)
         if first:
-            self._events_wake.emit()
+            self._inbox_wake.emit()
 
     @Slot()
-    def _on_events_wake(self) -> None:
-        if not self._flush.isActive():
-            self._flush.start()
+    def _on_inbox(self) -> None:
+        with self._pending_lock:
+            items, self._pending = self._pending, []
+        if items and isinstance(items[0], Snapshot):  # only ever first: it clears the inbox
+            self._on_snapshot(items[0])
+            items = items[1:]
+        events = [item for item in items if isinstance(item, Event)]
+        if events:
+            self._apply_at_once(events)
+            self._batch.extend(events)
+            if not self._flush.isActive():
+                self._flush.start()
 
     @Slot(object, object)
     def _on_state(self, state: ConnectionState, error: ToolboxError | None) -> None:
@@ -301,7 +321,6 @@ class EngineSession(QObject):
             self._client_generation += 1  # worker threads reconnect their clients
         self.state_changed.emit(state, error)
 
-    @Slot(object)
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self._generation += 1  # answers to fetches begun before this are stale
         self._have_snapshot = True
@@ -315,8 +334,7 @@ class EngineSession(QObject):
         self._volumes = list(snapshot.volumes)
         self._networks = list(snapshot.networks)
         self.info = snapshot.info
-        with self._pending_lock:
-            self._pending.clear()  # the snapshot already contains their effect
+        self._batch.clear()  # the snapshot already contains their effect
         self.snapshot_ready.emit(snapshot)
         self.info_changed.emit(snapshot.info)
         self.containers_changed.emit(Delta(containers, complete=True))
@@ -326,8 +344,7 @@ class EngineSession(QObject):
 
     @Slot()
     def _flush_events(self) -> None:
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
+        batch, self._batch = self._batch, []
         if not batch:
             return
         self.events_received.emit(batch)
@@ -335,7 +352,48 @@ class EngineSession(QObject):
 
     # -- turning events into deltas -----------------------------------------------------------
 
+    def _apply_at_once(self, events: Sequence[Event]) -> None:
+        """Apply what the events say themselves to the rows they name (no engine request), and
+        mark those containers so that a fetch answer from before these events is dropped."""
+        changed: dict[str, Container] = {}
+        removed: list[str] = []
+        for event in events:
+            if event.type is EventType.NETWORK:
+                container_id = event.attributes.get("container")
+                if event.action in ("connect", "disconnect") and container_id:
+                    self._touch(container_id)
+                continue
+            if (
+                event.type is not EventType.CONTAINER
+                or event.action in _QUIET_CONTAINER_ACTIONS
+                or event.action in _IMAGE_CONTAINER_ACTIONS
+                or not event.id
+            ):
+                continue
+            self._touch(event.id)
+            if event.action in ("start", "restart"):
+                self._started[event.id] = event.time
+            elif event.action == "die":
+                self._died[event.id] = event
+            current = changed.get(event.id) or self._containers.get(event.id)
+            if current is None:
+                continue  # not listed yet ("create"): the coalesced fetch brings it
+            if event.action == "destroy":
+                changed.pop(event.id, None)
+                self._started.pop(event.id, None)
+                self._died.pop(event.id, None)
+                if self._containers.pop(event.id, None) is not None:
+                    removed.append(event.id)
+                continue
+            updated = self._refine(current.apply_event(event))
+            if updated != current:
+                changed[event.id] = updated
+        self._containers.update(changed)
+        if changed or removed:
+            self.containers_changed.emit(Delta(tuple(changed.values()), tuple(removed)))
+
     def _apply_events(self, events: Sequence[Event]) -> None:
+        """The coalesced part: re-fetch the containers the events name, re-list other kinds."""
         refetch: dict[str, None] = {}
         kinds: set[EventType] = set()
         for event in events:
@@ -345,17 +403,11 @@ class EngineSession(QObject):
                     continue
                 if event.action in _QUIET_CONTAINER_ACTIONS or not event.id:
                     continue
-                self._touch(event.id)
-                if event.action in ("start", "restart"):
-                    self._started[event.id] = event.time
-                elif event.action == "die":
-                    self._died[event.id] = event
                 refetch[event.id] = None
             elif event.type is EventType.NETWORK:
                 kinds.add(EventType.NETWORK)
                 container_id = event.attributes.get("container")
                 if event.action in ("connect", "disconnect") and container_id:
-                    self._touch(container_id)
                     refetch[container_id] = None
             elif event.type in (EventType.IMAGE, EventType.VOLUME):
                 kinds.add(event.type)

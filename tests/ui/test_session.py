@@ -3,14 +3,22 @@ client per worker thread, and a clear state when the engine cannot be reached.""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import pytest
 
 from tests.ui.conftest import unique
 from toolbox.engine.connect import EngineConfig
-from toolbox.engine.records import parse_timestamp
-from toolbox.engine.watch import ConnectionState
+from toolbox.engine.records import (
+    Container,
+    ContainerState,
+    EngineInfo,
+    Event,
+    EventType,
+    parse_timestamp,
+)
+from toolbox.engine.watch import ConnectionState, Snapshot
 from toolbox.errors import EngineUnreachable
 from ui.session import Delta, EngineSession
 
@@ -145,3 +153,94 @@ def test_untagged_commit_arrives_as_an_image_change(qtbot, session, docker_clien
     finally:
         docker_client.api.remove_container(cid, force=True)
         docker_client.api.remove_image(image_id, force=True)
+
+
+def test_event_carried_changes_show_before_the_coalesced_fetch(
+    qtbot, session, docker_client
+) -> None:
+    """A rename or a stop in a terminal reaches the row from the event itself, before the
+    coalesced (~100 ms) batch that re-fetches the container from the engine."""
+    name = unique("quick")
+    cid = docker_client.api.create_container(
+        "busybox:latest", ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"], name=name
+    )["Id"]
+    docker_client.api.start(cid)
+    qtbot.waitUntil(
+        lambda: (c := session.container(cid)) is not None and c.state is ContainerState.RUNNING,
+        timeout=10_000,
+    )
+    qtbot.waitUntil(lambda: not session.tasks.busy, timeout=10_000)
+    log: list[tuple[str, object]] = []
+    session.containers_changed.connect(lambda delta: log.append(("delta", delta)))
+    session.events_received.connect(lambda batch: log.append(("batch", batch)))
+
+    def first(kind: str, match) -> int:
+        return next(i for i, (k, value) in enumerate(log) if k == kind and match(value))
+
+    renamed = unique("renamed")
+    docker_client.api.rename(cid, renamed)
+    qtbot.waitUntil(
+        lambda: any(k == "batch" and any(e.action == "rename" for e in v) for k, v in log),
+        timeout=10_000,
+    )
+    shown = first("delta", lambda d: any(c.id == cid and c.name == renamed for c in d.records))
+    batched = first("batch", lambda b: any(e.action == "rename" and e.id == cid for e in b))
+    assert shown < batched
+    assert session.container(cid).name == renamed
+
+    log.clear()
+    docker_client.api.stop(cid)
+    qtbot.waitUntil(
+        lambda: any(k == "batch" and any(e.action == "die" for e in v) for k, v in log),
+        timeout=10_000,
+    )
+    stopped = first(
+        "delta",
+        lambda d: any(c.id == cid and c.state is ContainerState.EXITED for c in d.records),
+    )
+    batched = first("batch", lambda b: any(e.action == "die" and e.id == cid for e in b))
+    assert stopped < batched
+    record = session.container(cid)
+    assert record.state is ContainerState.EXITED and record.exit_code == 0
+    assert record.finished_at is not None
+
+    log.clear()
+    docker_client.api.remove_container(cid)
+    qtbot.waitUntil(lambda: session.container(cid) is None, timeout=10_000)
+    assert any(k == "delta" and cid in v.removed for k, v in log)
+
+
+def test_snapshot_in_the_inbox_drops_older_events_and_keeps_newer(qtbot, tasks, tmp_path) -> None:
+    """Snapshots and events cross to the GUI thread through one ordered inbox: events queued
+    before a snapshot are dropped (the listing contains their effect), events after it are
+    applied on top of it, even when all of them arrive before the GUI thread wakes up."""
+    session = EngineSession(EngineConfig.from_url(f"unix://{tmp_path}/none.sock"), tasks)
+    now = dt.datetime.now(dt.UTC)
+    cid = "c" * 64
+
+    def container(state: ContainerState, name: str = "web") -> Container:
+        return Container(cid, name, "busybox", "sha256:1", "sh", now, state, "")
+
+    def event(action: str, **attributes: str) -> Event:
+        return Event(EventType.CONTAINER, action, cid, attributes, now)
+
+    info = EngineInfo("20.10", "1.41", "linux", "x86_64", 1, 1, "engine")
+    snapshot = Snapshot((container(ContainerState.RUNNING),), (), (), (), info, now)
+    deltas: list[Delta] = []
+    session.containers_changed.connect(deltas.append)
+
+    def watcher_thread() -> None:  # what the watcher does, in this order, on its own thread
+        session._event_from_watcher(event("die", exitCode="1"))  # before the listing
+        session._snapshot_from_watcher(snapshot)
+        session._event_from_watcher(event("rename", name="api"))  # after it
+
+    thread = threading.Thread(target=watcher_thread)
+    thread.start()
+    thread.join(10)
+    qtbot.waitUntil(lambda: len(deltas) >= 2, timeout=5_000)
+    assert deltas[0].complete
+    record = session.container(cid)
+    assert record is not None
+    assert record.state is ContainerState.RUNNING  # the older "die" was not applied
+    assert record.name == "api"  # the newer rename was
+    session.close()
