@@ -152,6 +152,9 @@ def info_plist(version: str) -> dict[str, object]:
         "CFBundleVersion": version,
         "LSMinimumSystemVersion": MACOS_MINIMUM,
         "NSHighResolutionCapable": True,
+        # COLLECT takes `console` from its last EXE (the CLI), and PyInstaller turns a console
+        # bundle into LSBackgroundOnly: no Dock icon, no menu bar. The app is a GUI app.
+        "LSBackgroundOnly": False,
         "NSRequiresAquaSystemAppearance": False,  # follow the system's dark mode
         "LSApplicationCategoryType": "public.app-category.developer-tools",
         "NSHumanReadableCopyright": f"Copyright {PUBLISHER}; Apache-2.0",

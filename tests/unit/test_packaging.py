@@ -654,6 +654,7 @@ def test_info_plist_and_windows_version_resource() -> None:
     assert plist["CFBundleIdentifier"] == "dev.toolbox.Toolbox"
     assert plist["LSMinimumSystemVersion"] == "13.0"
     assert plist["NSHighResolutionCapable"] is True
+    assert plist["LSBackgroundOnly"] is False  # else the CLI's console=True hides the app
     assert plist["CFBundleShortVersionString"] == "1.2.3"
     versions = ("1.2.3", "0.1", "2.0.0.dev4", "3.1.4.1.5", "1.0+local")
     assert [bundle.version_tuple(v) for v in versions] == [
