@@ -1001,6 +1001,16 @@ def test_linux_bundle_builds_and_starts(packaging_build: Path) -> None:
     )
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.strip() == f"toolbox {__version__}"
+    home = {**os.environ, "TOOLBOX_HOME": str(packaging_build / "home")}
+    listing = subprocess.run(
+        [str(folder / "bin" / "toolbox"), "ls"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=home,
+    )  # loads the machine store and the drivers: modules a bare --version never imports
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.split()[:4] == ["NAME", "ACTIVE", "DRIVER", "STATE"]
 
     # The app, until its first window has painted (ui/app.py's TOOLBOX_EXIT_AFTER_PAINT).
     env = {
