@@ -134,6 +134,44 @@ def test_safety_net_relists_without_disconnecting(engine) -> None:
     assert rec.count(ConnectionState.CONNECTED) == 1
 
 
+def test_refreshes_during_concurrent_changes_miss_nothing(engine, docker_client) -> None:
+    """Containers created and removed while re-lists run back to back: every change lands
+    either in a snapshot or in the events replayed after it (the re-list's clock is never later
+    than its container list)."""
+    rec = Recorder()
+    watcher = rec.watcher(EngineConfig.from_url(engine.url))
+    thread = watcher.start()
+    made: list[str] = []
+    done = threading.Event()
+
+    def churn() -> None:
+        client = engine.client()
+        try:
+            for i in range(30):
+                cid = client.api.create_container("busybox:latest", ["true"])["Id"]
+                made.append(cid)
+                if i % 3 == 2:
+                    client.api.remove_container(made[-2])
+        finally:
+            client.close()
+            done.set()
+
+    try:
+        harness.wait_until(lambda: rec.snapshots, 30, what="first snapshot")
+        worker = threading.Thread(target=churn)
+        worker.start()
+        while not done.is_set():
+            count = len(rec.snapshots)
+            watcher.refresh()
+            harness.wait_until(lambda c=count: len(rec.snapshots) > c, 30, what="re-list")
+        worker.join(30)
+        listed = {c["Id"] for c in docker_client.api.containers(all=True)}
+        harness.wait_until(lambda: set(rec.containers) == listed, 10, what="same as the engine")
+        assert len(rec.snapshots) > 3
+    finally:
+        _stop_promptly(watcher, thread)
+
+
 def test_reconnects_after_engine_restart_and_misses_nothing(engine, docker_client) -> None:
     if engine.daemon is None:
         pytest.skip("cannot restart an engine the harness did not start")

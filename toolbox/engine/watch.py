@@ -40,7 +40,8 @@ class SnapshotReason(Enum):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything on the engine at ``time`` (the engine's clock when listing began)."""
+    """Everything on the engine; ``time`` is an engine-clock time no later than the moment
+    listing began (events from then on are replayed after it)."""
 
     containers: tuple[Container, ...]
     images: tuple[Image, ...]
@@ -208,25 +209,25 @@ class EngineWatcher:
     def _snapshot(
         self, client: EngineClient, reason: SnapshotReason, side: _SideLister
     ) -> Snapshot:
-        # The engine's clock, read before listing: events from then on are replayed, so a
-        # change made while listing shows up as an event (never lost between list and stream).
-        info, started = client.info_and_time()
-        # Images, volumes and networks are listed on a helper thread (its own client) while
-        # this one lists the containers: a re-list takes its longest request, not the sum.
-        side.begin()
+        # A helper thread (its own client) reads the engine's info and clock and lists images,
+        # volumes and networks while this one lists the containers: a re-list takes as long as
+        # its longest request, not the sum. Events are replayed from ``rest.since``, which is
+        # never later than the moment the container list began (see ``_SideLister``), so a
+        # change made while listing shows up as an event: never lost between list and stream.
+        side.begin(time.monotonic())
         try:
             containers = tuple(client.containers())
         except BaseException:
             side.settle()  # never leave the helper's client in use by a stray thread
             raise
-        images, volumes, networks = side.result()
+        rest = side.result()
         return Snapshot(
             containers=containers,
-            images=images,
-            volumes=volumes,
-            networks=networks,
-            info=info,
-            time=started,
+            images=rest.images,
+            volumes=rest.volumes,
+            networks=rest.networks,
+            info=rest.info,
+            time=rest.since,
             reason=reason,
         )
 
@@ -271,32 +272,55 @@ class EngineWatcher:
             log.exception("engine watcher callback %r failed", callback)
 
 
+@dataclass(frozen=True)
+class _Rest:
+    """What the helper listed beside the containers."""
+
+    info: EngineInfo
+    since: dt.datetime
+    images: tuple[Image, ...]
+    volumes: tuple[Volume, ...]
+    networks: tuple[Network, ...]
+
+
 class _SideLister:
-    """Lists images, volumes and networks on a short-lived daemon thread with a client of its
-    own (clients are never shared between threads at the same time), kept for one connection."""
+    """Reads the engine's info and lists images, volumes and networks on a short-lived daemon
+    thread with a client of its own (never shared between threads at once), kept for one
+    connection.
+
+    The clock: ``begin(t0)`` is called (local monotonic ``t0``) before the container list
+    starts; the engine reads its clock ``T`` somewhere inside the info request, which ends at
+    local ``t1``. So ``T - (t1 - t0)`` is at most the engine's time at ``t0``, which is before
+    the container list began, whichever request the engine served first. Events since then are
+    replayed; the few that the listing already shows are harmless (applied in order, they end
+    in the listed state)."""
 
     def __init__(self, config: EngineConfig, timeout: float):
         self.config = config
         self.timeout = timeout
         self._client: EngineClient | None = None
         self._thread: threading.Thread | None = None
-        self._value: tuple[tuple[Image, ...], tuple[Volume, ...], tuple[Network, ...]] | None
-        self._value = None
+        self._value: _Rest | None = None
         self._error: BaseException | None = None
 
-    def begin(self) -> None:
+    def begin(self, started: float) -> None:
+        """Start; ``started`` is ``time.monotonic()`` taken before the container list begins."""
         self._value, self._error = None, None
         self._thread = threading.Thread(
-            target=self._run, name=f"engine-list {self.config.name}", daemon=True
+            target=self._run, args=(started,), name=f"engine-list {self.config.name}", daemon=True
         )
         self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, started: float) -> None:
         try:
             if self._client is None:
                 self._client = self.config.connect(timeout=self.timeout)
             client = self._client
-            self._value = (
+            info, clock = client.info_and_time()
+            since = clock - dt.timedelta(seconds=time.monotonic() - started)
+            self._value = _Rest(
+                info,
+                since,
                 tuple(client.images()),
                 tuple(client.volumes()),
                 tuple(client.networks()),
@@ -305,12 +329,12 @@ class _SideLister:
             self._error = exc
             self._drop()
 
-    def result(self) -> tuple[tuple[Image, ...], tuple[Volume, ...], tuple[Network, ...]]:
-        """Wait for the lists begun by ``begin()``; raises what listing raised."""
+    def result(self) -> _Rest:
+        """Wait for the work begun by ``begin()``; raises what it raised."""
         thread = self._thread
         if thread is not None:
             # Each of its requests gives up after ``timeout``; this bound is never the limit.
-            thread.join(self.timeout * 4 + 5)
+            thread.join(self.timeout * 5 + 5)
             self._thread = None
             if thread.is_alive():
                 raise EngineUnreachable(
