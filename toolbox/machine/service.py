@@ -518,14 +518,19 @@ class MachineService:
         for the SSH banner."""
         state = driver.state(vmspec)
         if not state.is_up:
-            spec, vmspec = self._ensure_ports(spec, driver, vmspec, files)
+            spec, vmspec = self._ensure_ports(spec, driver, vmspec, files, progress)
         if state is not _vm_state("RUNNING"):
             driver.start(vmspec, progress)  # also resumes a paused VM
         self.guest.wait_for_ssh(spec, files, vmspec.console_log, self.boot_timeout, cancel)
         return spec, vmspec
 
     def _ensure_ports(
-        self, spec: MachineSpec, driver: Driver, vmspec: VMSpec, files: MachineFiles
+        self,
+        spec: MachineSpec,
+        driver: Driver,
+        vmspec: VMSpec,
+        files: MachineFiles,
+        progress: ProgressCallback | None = None,
     ) -> tuple[MachineSpec, VMSpec]:
         """Keep the recorded host ports unless something else took one since; then choose
         new ones, record them, and update the driver's forwards and the known_hosts entry."""
@@ -539,6 +544,11 @@ class MachineService:
             changes["ssh_port"] = new_ssh
         if spec.engine_port in taken:
             changes["engine_port"] = new_engine
+        if progress is not None:
+            moved = ", ".join(
+                f"{getattr(spec, key)} -> {port}" for key, port in sorted(changes.items())
+            )
+            progress(Progress("ports", f"Host ports in use by another program moved: {moved}"))
         spec = replace(spec, **changes)  # type: ignore[arg-type]
         self.store.save(spec)
         vmspec = replace(vmspec, forwards=self._forwards(spec))
