@@ -94,7 +94,8 @@ def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _cpus(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 256:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 256:
         raise UsageError(f"Invalid CPU count: {text!r}", hint="Use a number from 1 to 256.")
     return int(text)
 

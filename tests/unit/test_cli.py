@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.machine_fakes import FakeDriver, FakeGuest
 from toolbox import cli, dockercontext, errors
@@ -453,3 +455,12 @@ def test_bar_and_amount_formats() -> None:
     assert format_amount(3, 7) == "3/7"
     assert format_amount(None, 7) == ""
     assert format_amount(1_500_000, 3_000_000) == "1.5/3.0 MB"
+
+
+@given(st.text(max_size=8))
+def test_cpu_argument_accepts_only_plain_numbers(text: str) -> None:
+    try:
+        value = cli._cpus(text)
+    except errors.UsageError:
+        return
+    assert 1 <= value <= 256 and text.strip() == str(value).rjust(len(text.strip()), "0")

@@ -171,3 +171,9 @@ def test_phases_are_ordered() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("text", ["²", "8080:²", "١٢:80", "8080:80/tcp²"])
+def test_non_ascii_digits_are_refused(text: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_forward(text)

@@ -156,7 +156,7 @@ def validate_cpus(cpus: int) -> int:
     return cpus
 
 
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE | re.ASCII)
 _UNIT_POWER = {"": None, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
@@ -209,7 +209,7 @@ def parse_disk_gib(text: str | int) -> int:
 
 
 def _port(text: str, what: str, spec: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise ValidationError(
             "port",
             f"Invalid {what} port {text!r} in {spec!r}",
