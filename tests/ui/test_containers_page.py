@@ -343,7 +343,7 @@ def test_a_flood_of_log_lines_is_capped_and_batched(qtbot, containers_page, dock
     lines = view.text.toPlainText().splitlines()
     assert len(lines) <= MAX_LINES
     assert lines[-1] == str(total)
-    assert view.appends < 300  # a few batches per second, never one append per line
+    assert view.appends < total // 100  # chunks of lines, never one append per line
 
 
 def test_engine_restart_shows_banner_then_recovers(
