@@ -1,20 +1,27 @@
 """App start to first paint, as a ratio to a minimal PySide6 window (target: at most 1.5x).
 
-Both are started as fresh processes and timed from launch until they print at their first
-paint; runs alternate so both see the same machine load. Run with
-``python -m benchmarks.ui_first_paint [runs]`` (needs a Qt platform: offscreen is used).
+Both are started as fresh processes (``python -m ui`` with ``TOOLBOX_EXIT_AFTER_PAINT=1``, and
+a script showing a QMainWindow with a label) and timed from launch until they print
+``first-paint`` at their first paint event; runs alternate so both see the same machine load;
+medians. Offscreen Qt unless a display is there. The app needs no engine to paint: it connects
+only after its first paint.
+
+    python -m benchmarks.ui_first_paint [--runs N]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import common
+from benchmarks.common import ROOT
+
+NEEDS_ENGINE = False
 TARGET = 1.5
 
 BASELINE = """
@@ -52,11 +59,16 @@ def time_to_paint(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def main(runs: int = 7) -> float:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ui_first_paint")
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args(argv)
+    common.qt_platform()
+    common.heading("app start to first painted window vs a minimal PySide6 window")
+    runs = args.runs
     env = dict(os.environ)
-    env.setdefault("QT_QPA_PLATFORM", "offscreen")
     app_env = dict(env, TOOLBOX_EXIT_AFTER_PAINT="1")
-    app_env.setdefault("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    app_env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
     baseline: list[float] = []
     app: list[float] = []
     time_to_paint([sys.executable, "-c", BASELINE], env)  # warm the file cache
@@ -64,13 +76,23 @@ def main(runs: int = 7) -> float:
     for _ in range(runs):
         baseline.append(time_to_paint([sys.executable, "-c", BASELINE], env))
         app.append(time_to_paint([sys.executable, "-m", "ui"], app_env))
-    b, a = statistics.median(baseline), statistics.median(app)
-    ratio = a / b
-    print(f"minimal PySide6 window: median {b * 1000:.0f} ms to first paint ({runs} runs)")
-    print(f"toolbox-app:            median {a * 1000:.0f} ms to first paint")
-    print(f"ratio app/baseline:     {ratio:.2f}x (target <= {TARGET}x)")
-    return ratio
+    ms = 1000.0
+    print(f"  app runs (ms): {', '.join(f'{t * ms:.0f}' for t in app)}")
+    print(f"  minimal window runs (ms): {', '.join(f'{t * ms:.0f}' for t in baseline)}")
+    value, base = statistics.median(app) * ms, statistics.median(baseline) * ms
+    outcome = common.Outcome(
+        benchmark="ui_first_paint",
+        metric=f"python -m ui, launch to first paint (median of {runs})",
+        value=value,
+        unit="ms",
+        baseline_name=f"minimal PySide6 window process (median of {runs})",
+        baseline=base,
+        target=f"ratio <= {TARGET}",
+        passed=value / base <= TARGET,
+    )
+    outcome.report()
+    return 0 if outcome.passed else 1
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)
+    raise SystemExit(main())
