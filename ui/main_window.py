@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
         self.sidebar.setFixedWidth(150)
+        self.sidebar.setStyleSheet("QListWidget#sidebar::item { padding: 6px 8px; }")
         self.sidebar.addItems([spec.title for spec in self.specs])
         self.stack = QStackedWidget()
         self.waiting = QLabel("Connecting to the Docker engine…")

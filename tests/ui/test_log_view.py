@@ -69,6 +69,11 @@ def test_a_flood_past_the_backlog_is_skipped_and_said(view) -> None:
     assert view.appends < total // 100  # chunks, never one append per line
 
 
+def test_the_status_line_shows_only_when_there_is_something_to_say(view) -> None:
+    assert not view.status.isVisible()
+    assert view.status.sizeHint().height() > 0  # it would take room if it were shown
+
+
 def test_a_quiet_stream_drains_at_the_quiet_pace(view) -> None:
     view._follow = object()  # type: ignore[assignment]  # as while a stream is open
     view.buffer.push("hello")
@@ -76,3 +81,20 @@ def test_a_quiet_stream_drains_at_the_quiet_pace(view) -> None:
     assert view.text.toPlainText() == "hello"
     assert view._drain.isActive() and view._drain.interval() == DRAIN_MS
     view._follow = None
+
+
+def test_following_stays_at_the_bottom_when_the_view_gets_shorter(view, qtbot) -> None:
+    view.buffer.push_many(f"line {i}" for i in range(500))
+    view._drain_buffer()
+    bar = view.text.verticalScrollBar()
+    assert view.follow_box.isChecked() and bar.value() == bar.maximum() > 0
+    before = bar.maximum()
+    view.status.setText("Logs stopped: the engine went away")
+    view.status.setVisible(True)  # the view gets shorter: the range grows
+    qtbot.waitUntil(lambda: bar.maximum() > before, timeout=2000)
+    assert bar.value() == bar.maximum()
+    view.follow_box.setChecked(False)
+    bar.setValue(0)
+    view.buffer.push("one more")
+    view._drain_buffer()
+    assert bar.value() == 0  # not following: the reader's place is kept

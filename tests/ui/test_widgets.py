@@ -45,6 +45,31 @@ def test_banner_lost_retry_connected(qtbot) -> None:
     assert not banner.isVisible() and banner.mode == "hidden"
 
 
+def test_banner_does_not_repeat_what_the_error_already_says(qtbot) -> None:
+    banner = EngineBanner()
+    qtbot.addWidget(banner)
+    engine = "tcp://127.0.0.1:2376, mutual TLS"
+    banner.show_lost(engine, f"Cannot reach the Docker engine at {engine}", "Start the machine.")
+    text = banner.label.text()
+    assert text.count("Cannot reach the Docker engine") == 1
+    assert text == f"Cannot reach the Docker engine at {engine}. Start the machine."
+
+
+def test_filter_edit_is_wide_enough_for_its_placeholder(qtbot) -> None:
+    from PySide6.QtWidgets import QHBoxLayout, QToolBar
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    box = FilterLineEdit("Filter by name, image or ports")
+    row = QHBoxLayout(window)
+    row.addWidget(QToolBar(), 1)  # a page's toolbar takes the rest of the row
+    row.addWidget(box)
+    window.resize(400, 40)
+    window.show()
+    qtbot.waitExposed(window)
+    assert box.width() > box.fontMetrics().horizontalAdvance(box.placeholderText())
+
+
 def test_error_dialog_shows_what_why_hint_and_details(qtbot) -> None:
     err = EngineUnreachable("Connection refused", hint="Start the machine", details="trace\nback")
     dialog = ErrorDialog.from_error(err, what="Stop container <web>")

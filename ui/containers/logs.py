@@ -162,6 +162,9 @@ class LogView(QWidget):
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.text.setUndoRedoEnabled(False)
         self.text.verticalScrollBar().actionTriggered.connect(self._user_scrolled)
+        # While following, stay at the bottom whenever the range changes: new lines, or the
+        # view getting shorter (the status line appearing) would otherwise clip the last line.
+        self.text.verticalScrollBar().rangeChanged.connect(self._range_changed)
 
         self.follow_box = QCheckBox("Follow")
         self.follow_box.setChecked(True)
@@ -182,6 +185,7 @@ class LogView(QWidget):
         self.copy_button.setToolTip("Copy the selection, or all lines when nothing is selected")
         self.copy_button.clicked.connect(self.copy)
         self.status = QLabel()
+        self.status.setVisible(False)  # shown only when there is something to say
 
         bar = QHBoxLayout()
         bar.addWidget(self.follow_box)
@@ -221,6 +225,7 @@ class LogView(QWidget):
         self.text.clear()
         self.buffer.clear()
         self.status.clear()
+        self.status.setVisible(False)
         if self.container_id is None:
             return
         follow = _Follow(self.buffer, self.timestamps_box.isChecked())
@@ -248,6 +253,7 @@ class LogView(QWidget):
         self._drain_buffer()
         if error is not None and not follow.cancel.is_set():
             self.status.setText(f"Logs stopped: {error.message}")
+            self.status.setVisible(True)
         self.stream_ended.emit()
 
     def _drain_buffer(self) -> None:
@@ -275,6 +281,10 @@ class LogView(QWidget):
             self._drain.start(BUSY_DRAIN_MS if waiting else DRAIN_MS)
 
     # -- follow / search / copy ---------------------------------------------------------------
+
+    def _range_changed(self, _minimum: int, maximum: int) -> None:
+        if self.follow_box.isChecked():
+            self.text.verticalScrollBar().setValue(maximum)
 
     def _follow_toggled(self, on: bool) -> None:
         if on:

@@ -51,6 +51,22 @@ def created_text(container: Container, now: dt.datetime) -> str:
     return f"{human_duration(seconds)} ago"
 
 
+def ports_text(container: Container) -> str:
+    """The Ports column: ``docker ps``'s text without the IPv6 twin of a port published on all
+    addresses (``0.0.0.0:80->80/tcp, [::]:80->80/tcp`` reads ``0.0.0.0:80->80/tcp``)."""
+    v4 = {
+        (p.container_port, p.protocol, p.host_port)
+        for p in container.ports
+        if p.host_ip == "0.0.0.0"
+    }
+    shown = [
+        p
+        for p in container.ports
+        if not (p.host_ip == "::" and (p.container_port, p.protocol, p.host_port) in v4)
+    ]
+    return ", ".join(str(p) for p in shown)
+
+
 def ports_tooltip(container: Container) -> str | None:
     urls = container.urls
     if not urls:
@@ -93,7 +109,7 @@ class ContainersModel(RecordTableModel[Container]):
             ),
             Column[Container](
                 "Ports",
-                lambda c: c.ports_text,
+                ports_text,
                 tooltip=ports_tooltip,
                 foreground=lambda c: LINK_COLOR if c.urls else None,
                 width=220,

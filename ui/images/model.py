@@ -18,7 +18,9 @@ from toolbox.engine.parse import format_size, human_duration
 from toolbox.engine.records import NONE, Image, ImageRow, image_rows
 from ui.models.table import RIGHT, Column, RecordTableModel
 
-REPOSITORY, TAG, IMAGE_ID, CREATED, SIZE = range(5)
+# Size before Created: the last column stretches, and a right-aligned size far from its
+# header read badly.
+REPOSITORY, TAG, IMAGE_ID, SIZE, CREATED = range(5)
 MUTED = QColor("#757575")
 
 
@@ -52,7 +54,7 @@ def created_text(image: Image, now: dt.datetime) -> str:
 
 
 class ImagesModel(RecordTableModel[ImageRow]):
-    """Repository, tag, image id, created, size."""
+    """Repository, tag, image id, size, created."""
 
     def __init__(self, parent: QObject | None = None):
         self.now = now_utc()
@@ -67,20 +69,20 @@ class ImagesModel(RecordTableModel[ImageRow]):
                 width=120,
             ),
             Column[ImageRow](
-                "Created",
-                lambda r: created_text(r.image, self.now),
-                sort_key=lambda r: r.image.created,
-                tooltip=lambda r: r.image.created.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                width=140,
-                searchable=False,
-            ),
-            Column[ImageRow](
                 "Size",
                 lambda r: format_size(r.image.size),
                 sort_key=lambda r: r.image.size,
                 tooltip=lambda r: f"{r.image.size:,} bytes",
                 align=RIGHT,
                 width=100,
+                searchable=False,
+            ),
+            Column[ImageRow](
+                "Created",
+                lambda r: created_text(r.image, self.now),
+                sort_key=lambda r: r.image.created,
+                tooltip=lambda r: r.image.created.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                width=140,
                 searchable=False,
             ),
         ]

@@ -63,7 +63,9 @@ class EngineBanner(QFrame):
     def show_lost(self, engine: str, why: str | None = None, hint: str | None = None) -> None:
         """The engine is unreachable: say so, say why, and offer Retry."""
         self._set_mode("lost")
-        parts = [f"Cannot reach the Docker engine at {engine}."]
+        head = f"Cannot reach the Docker engine at {engine}."
+        # The engine layer's own message often says just this already; never say it twice.
+        parts = [] if why and why.startswith(head.split(" at ")[0]) else [head]
         if why:
             parts.append(why.rstrip(".") + ".")
         parts.append(hint or "Toolbox keeps trying and reconnects by itself when it is back.")

@@ -36,6 +36,8 @@ class FilterLineEdit(QLineEdit):
         super().__init__(parent)
         self.setPlaceholderText(placeholder)
         self.setClearButtonEnabled(True)
+        # Wide enough for the whole placeholder next to the clear button.
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance(placeholder) + 44)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)
