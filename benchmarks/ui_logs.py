@@ -101,20 +101,24 @@ class Probe:
         from PySide6.QtCore import Qt, QTimer
 
         self.gaps: list[float] = []
+        self.cpu: list[float] = []  # the GUI thread's CPU time within each gap
         self._last = 0.0
+        self._last_cpu = 0.0
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(1)
         self.timer.timeout.connect(self._tick)
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         self.gaps.append(now - self._last)
-        self._last = now
+        self.cpu.append(cpu - self._last_cpu)
+        self._last, self._last_cpu = now, cpu
 
     def start(self) -> None:
         self.gaps.clear()
-        self._last = time.perf_counter()
+        self.cpu.clear()
+        self._last, self._last_cpu = time.perf_counter(), time.thread_time()
         self.timer.start()
 
     def stop(self) -> None:
@@ -124,6 +128,14 @@ class Probe:
     @property
     def longest_ms(self) -> float:
         return max(self.gaps, default=0.0) * 1000
+
+    @property
+    def longest_cpu_ms(self) -> float:
+        """How much of the longest gap the GUI thread spent computing (the rest it waited:
+        for the GIL or for a CPU)."""
+        if not self.gaps:
+            return 0.0
+        return self.cpu[self.gaps.index(max(self.gaps))] * 1000
 
     @property
     def p99_ms(self) -> float:
@@ -213,8 +225,9 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             print(
                 f"  run {run}: {lines:,} lines, last one shown after {elapsed:.1f} s in "
                 f"{view.appends - appends_before} appends, {view.text.blockCount():,} lines kept "
-                f"(cap {MAX_LINES:,}); longest stall {flood[-1]:.1f} ms, p99 gap "
-                f"{probe.p99_ms:.1f} ms; idle probe before it: longest {idle[-1]:.1f} ms; "
+                f"(cap {MAX_LINES:,}); longest stall {flood[-1]:.1f} ms (GUI thread busy "
+                f"{probe.longest_cpu_ms:.1f} ms of it), p99 gap {probe.p99_ms:.1f} ms; "
+                f"idle probe before it: longest {idle[-1]:.1f} ms; "
                 f"a bystander process's probe during it: longest {noise[-1]:.1f} ms"
             )
             page.details.setCurrentIndex(SUMMARY)  # stops following

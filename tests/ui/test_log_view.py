@@ -89,10 +89,8 @@ def test_following_stays_at_the_bottom_when_the_view_gets_shorter(view, qtbot) -
     bar = view.text.verticalScrollBar()
     assert view.follow_box.isChecked() and bar.value() == bar.maximum() > 0
     before = bar.maximum()
-    view.status.setText("Logs stopped: the engine went away")
-    view.status.setVisible(True)  # the view gets shorter: the range grows
-    qtbot.waitUntil(lambda: bar.maximum() > before, timeout=2000)
-    assert bar.value() == bar.maximum()
+    view.show_status("Logs stopped: the engine went away")  # the view gets shorter
+    qtbot.waitUntil(lambda: bar.maximum() > before and bar.value() == bar.maximum(), timeout=2000)
     view.follow_box.setChecked(False)
     bar.setValue(0)
     view.buffer.push("one more")

@@ -162,9 +162,6 @@ class LogView(QWidget):
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.text.setUndoRedoEnabled(False)
         self.text.verticalScrollBar().actionTriggered.connect(self._user_scrolled)
-        # While following, stay at the bottom whenever the range changes: new lines, or the
-        # view getting shorter (the status line appearing) would otherwise clip the last line.
-        self.text.verticalScrollBar().rangeChanged.connect(self._range_changed)
 
         self.follow_box = QCheckBox("Follow")
         self.follow_box.setChecked(True)
@@ -252,8 +249,7 @@ class LogView(QWidget):
         self._follow = None
         self._drain_buffer()
         if error is not None and not follow.cancel.is_set():
-            self.status.setText(f"Logs stopped: {error.message}")
-            self.status.setVisible(True)
+            self.show_status(f"Logs stopped: {error.message}")
         self.stream_ended.emit()
 
     def _drain_buffer(self) -> None:
@@ -282,9 +278,19 @@ class LogView(QWidget):
 
     # -- follow / search / copy ---------------------------------------------------------------
 
-    def _range_changed(self, _minimum: int, maximum: int) -> None:
+    def show_status(self, text: str) -> None:
+        """A line under the logs (why they stopped); the view stays at the bottom while
+        following, though it gets shorter (a Python slot on every range change would cost a
+        GIL round trip inside every append, so this re-pins once, after the layout)."""
+        self.status.setText(text)
+        self.status.setVisible(True)
         if self.follow_box.isChecked():
-            self.text.verticalScrollBar().setValue(maximum)
+            QTimer.singleShot(0, self, self._pin_to_bottom)
+
+    def _pin_to_bottom(self) -> None:
+        if self.follow_box.isChecked():
+            bar = self.text.verticalScrollBar()
+            bar.setValue(bar.maximum())
 
     def _follow_toggled(self, on: bool) -> None:
         if on:
