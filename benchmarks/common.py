@@ -11,6 +11,7 @@ and is removed with it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -165,7 +166,9 @@ def cli_env(url: str) -> dict[str, str]:
     """Environment for the docker CLI against ``url`` (no TLS variables, no user config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env["DOCKER_HOST"] = url
-    env["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="tbx-bench-cli-")
+    config = tempfile.mkdtemp(prefix="tbx-bench-cli-")
+    atexit.register(shutil.rmtree, config, True)
+    env["DOCKER_CONFIG"] = config
     return env
 
 
