@@ -87,3 +87,16 @@ def test_error_dialog_shows_what_why_hint_and_details(qtbot) -> None:
     assert QGuiApplication.clipboard().text() == (
         "Stop container <web>\nConnection refused\nStart the machine\ntrace\nback"
     )
+
+
+def test_command_spans_in_hints_read_as_quotes_not_backticks(qtbot) -> None:
+    """The core marks commands with backticks (fine in a terminal); labels show quotes."""
+    banner = EngineBanner()
+    qtbot.addWidget(banner)
+    banner.show_lost("tcp://127.0.0.1:2376", "Connection refused", "Start it (`toolbox start`).")
+    assert "“toolbox start”" in banner.label.text()
+    assert "`" not in banner.label.text()
+    dialog = ErrorDialog("Start failed", "No `x`", "Run `toolbox ls` to list machines.")
+    qtbot.addWidget(dialog)
+    assert dialog.hint_label.text() == "Run “toolbox ls” to list machines."
+    assert dialog.why_label.text() == "No “x”"

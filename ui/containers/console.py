@@ -24,6 +24,7 @@ from PySide6.QtGui import QCloseEvent, QFontDatabase, QTextCursor
 from PySide6.QtWidgets import QLabel, QLineEdit, QPlainTextEdit, QVBoxLayout, QWidget
 
 from toolbox.errors import ToolboxError
+from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
@@ -175,7 +176,7 @@ class ExecConsole(QWidget):
         self._drain_output()
         self._drain.stop()
         self.input.setEnabled(False)
-        text = error.message + (f" {error.hint}" if error.hint else "")
+        text = error.message + (f" {readable(error.hint)}" if error.hint else "")
         self.status.setText(f"The shell could not continue: {text}")
         self.ended.emit(error.message)
 

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from toolbox.engine.parse import ImageRef, parse_image_ref
 from toolbox.engine.records import Image
 from toolbox.errors import ToolboxError, ValidationError
+from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
@@ -174,6 +175,6 @@ class TagDialog(QDialog):
     def _failed(self, error: ToolboxError) -> None:
         self.running = False
         self.submit_button.setEnabled(True)
-        text = error.message + (f"\n{error.hint}" if error.hint else "")
+        text = error.message + (f"\n{readable(error.hint)}" if error.hint else "")
         self.engine_error.setText(text)
         self.engine_error.setVisible(True)

@@ -46,6 +46,7 @@ from toolbox.errors import Cancelled, ToolboxError, ValidationError
 from ui.models.table import RIGHT, Column, RecordTableModel
 from ui.tasks import Task, on_gui
 from ui.widgets.error_dialog import ErrorDialog
+from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
@@ -369,7 +370,7 @@ class TransferDialog(QDialog):
         self.layers_view.setVisible(self.layers.rowCount() > 0)
         self.status.setText(f"{self.mode.value} of {self.reference} failed.")
         self.error_label.setText(error.message)
-        self.hint_label.setText(error.hint or "")
+        self.hint_label.setText(readable(error.hint))
         self.error_label.setVisible(True)
         self.hint_label.setVisible(bool(error.hint))
         self.details_button.setVisible(bool(error.details))

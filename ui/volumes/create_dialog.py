@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from toolbox.engine.parse import parse_env
 from toolbox.errors import ToolboxError, ValidationError
+from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
@@ -172,7 +173,8 @@ class ResourceDialog(QDialog):
     def _failed(self, error: ToolboxError) -> None:
         self.running = False
         self.submit_button.setEnabled(True)
-        self.engine_error.setText(error.message + (f"\n{error.hint}" if error.hint else ""))
+        hint = f"\n{readable(error.hint)}" if error.hint else ""
+        self.engine_error.setText(error.message + hint)
         self.engine_error.setVisible(True)
 
 

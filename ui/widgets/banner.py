@@ -15,6 +15,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from ui.widgets.text import readable
+
 _STYLE = (
     "QFrame#engineBanner { background: #fdecea; border: 1px solid #f5c2c0; border-radius: 4px; }"
     "QFrame#engineBanner[mode='connecting'] { background: #eef4fb; border-color: #c5d9f0; }"
@@ -67,8 +69,10 @@ class EngineBanner(QFrame):
         # The engine layer's own message often says just this already; never say it twice.
         parts = [] if why and why.startswith(head.split(" at ")[0]) else [head]
         if why:
-            parts.append(why.rstrip(".") + ".")
-        parts.append(hint or "Toolbox keeps trying and reconnects by itself when it is back.")
+            parts.append(readable(why).rstrip(".") + ".")
+        parts.append(
+            readable(hint) or "Toolbox keeps trying and reconnects by itself when it is back."
+        )
         self.label.setText(" ".join(parts))
         self.retry_button.setVisible(True)
         self.retry_button.setEnabled(True)

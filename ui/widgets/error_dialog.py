@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from toolbox.errors import ToolboxError
+from ui.widgets.text import readable
 
 
 class ErrorDialog(QDialog):
@@ -51,8 +52,8 @@ class ErrorDialog(QDialog):
         icon.setAlignment(Qt.AlignmentFlag.AlignTop)
 
         self.what_label = QLabel(f"<b>{_escape(what or 'Something failed')}</b>")
-        self.why_label = QLabel(why)
-        self.hint_label = QLabel(hint or "")
+        self.why_label = QLabel(readable(why))
+        self.hint_label = QLabel(readable(hint))
         self.hint_label.setVisible(bool(hint))
         self.hint_label.setObjectName("errorHint")
         self.why_label.setTextFormat(Qt.TextFormat.PlainText)
