@@ -140,7 +140,32 @@ class PrivateDockerd:
         except OSError:
             return ""
 
+    def release_host_resources(self) -> None:
+        """Remove containers and user-defined networks while the engine runs: dockerd leaves
+        their iptables rules and ``br-*`` bridges on the host when it just stops."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            client = docker.DockerClient(base_url=self.url, version="auto", timeout=30)
+        except docker.errors.DockerException:
+            return
+        try:
+            for c in client.api.containers(all=True):
+                try:
+                    client.api.remove_container(c["Id"], force=True, v=True)
+                except docker.errors.APIError:
+                    pass
+            for n in client.api.networks():
+                if n["Name"] not in ("bridge", "host", "none"):
+                    try:
+                        client.api.remove_network(n["Id"])
+                    except docker.errors.APIError:
+                        pass
+        finally:
+            client.close()
+
     def cleanup(self) -> None:
+        self.release_host_resources()
         self.stop()
         # dockerd unmounts its overlays on a clean exit; anything left is unmounted here.
         for mount in reversed(Path("/proc/mounts").read_text().splitlines()):
