@@ -31,7 +31,7 @@ def test_tls_listener_requires_client_certificate(engine, monkeypatch) -> None:
     anonymous = docker.tls.TLSConfig(
         ca_cert=str(files.cert_path / "ca.pem"), verify=str(files.cert_path / "ca.pem")
     )
-    with pytest.raises(docker.errors.DockerException, match="(?i)certificate"):
+    with pytest.raises(docker.errors.DockerException, match=r"(?i)certificate"):
         docker.DockerClient(base_url=files.host.replace("tcp", "https"), tls=anonymous)
 
 
