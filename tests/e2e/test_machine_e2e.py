@@ -37,7 +37,7 @@ import pytest
 import requests
 from filelock import FileLock
 
-from tests.harness import import_busybox, wait_until
+from tests.harness import free_port, import_busybox, wait_until
 from toolbox import cli, dockercontext
 from toolbox.errors import HostKeyMismatch
 from toolbox.guest.images import ImageStore
@@ -294,6 +294,27 @@ def test_machine_end_to_end(
             )  # fmt: skip
             assert version.strip()
             assert docker_cli(ctx_env, "context", "show").strip() == "default"
+
+        with stages("a published port answers on the host through `toolbox port add`"):
+            # A container's published port must work end to end: docker-proxy in the guest,
+            # the veth on docker0 (networkd must leave it alone), the loopback forward.
+            web = docker_cli(
+                env, "run", "-d", "--name", "web", "-p", "8080:80", "busybox",
+                "httpd", "-f", "-p", "80", "-h", "/etc",
+            ).strip()  # fmt: skip
+            host_port = free_port()
+            code, out, err = toolbox(capsys, "port", "add", NAME, f"{host_port}:8080")
+            assert code == 0, err
+
+            def fetch() -> str:
+                url = f"http://127.0.0.1:{host_port}/hostname"
+                with urllib.request.urlopen(url, timeout=10) as reply:
+                    return reply.read().decode()
+
+            assert wait_until(fetch, 60, 1.0, "the published port").strip() == web[:12]
+            code, out, err = toolbox(capsys, "port", "rm", NAME, str(host_port))
+            assert code == 0, err
+            docker_cli(env, "rm", "-f", "web")
 
         with stages("a client without the client certificate is refused"):
             bare = tls_client(cert_path, spec.engine_url, with_client_cert=False, version="1.41")

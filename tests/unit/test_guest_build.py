@@ -43,7 +43,13 @@ def test_recipe_contents() -> None:
         assert package in r.packages
     files = dict(r.files)
     assert files["etc/resolv.conf"] == "nameserver 10.0.2.3\n"
-    assert "DHCP=yes" in files["etc/systemd/network/80-toolbox-dhcp.network"]
+    dhcp = files["etc/systemd/network/80-toolbox-dhcp.network"]
+    assert "DHCP=yes" in dhcp
+    # networkd must not take the engine's veth pairs off docker0 (published ports die then):
+    # DHCP only on the NIC names, and Docker's links explicitly unmanaged, sorted first.
+    assert "Name=en* eth*" in dhcp
+    unmanaged = files["etc/systemd/network/10-toolbox-docker-unmanaged.network"]
+    assert "Name=docker* br-* veth*" in unmanaged and "Unmanaged=yes" in unmanaged
     cloud = files["etc/cloud/cloud.cfg.d/99-toolbox.cfg"]
     assert "datasource_list: [ NoCloud ]" in cloud and "locale: false" in cloud
     assert {"apt-daily.timer", "e2scrub_all.timer", "fstrim.timer"} <= set(r.mask)

@@ -83,9 +83,16 @@ FILES: tuple[tuple[str, str], ...] = (
     # bookworm's networkd writes no resolv.conf without resolved; 10.0.2.3 is the DNS of
     # both QEMU's user-mode network and VirtualBox's NAT.
     ("etc/resolv.conf", "nameserver 10.0.2.3\n"),
+    # The links the engine makes (docker0, br-*, the veth of every container) are Docker's:
+    # networkd must leave them alone, or it takes a container's veth off the bridge and
+    # published ports answer nothing. "Type=ether" alone matches veth pairs too.
+    (
+        "etc/systemd/network/10-toolbox-docker-unmanaged.network",
+        "[Match]\nName=docker* br-* veth*\n\n[Link]\nUnmanaged=yes\n",
+    ),
     (
         "etc/systemd/network/80-toolbox-dhcp.network",
-        "[Match]\nType=ether\n\n[Network]\nDHCP=yes\n\n[DHCPv4]\nUseDomains=yes\n",
+        "[Match]\nName=en* eth*\nType=ether\n\n[Network]\nDHCP=yes\n\n[DHCPv4]\nUseDomains=yes\n",
     ),
     (
         "etc/cloud/cloud.cfg.d/99-toolbox.cfg",
