@@ -279,7 +279,7 @@ class Shooter:
 
 
 def shoot(daemon: Any, demo: Demo, out: Path) -> int:
-    from tests.engine.throttle import ThrottledProxy
+    from tests.harness import ThrottledProxy
     from toolbox.engine.connect import EngineConfig
     from ui.containers.details import LOGS
     from ui.images.transfer import BAR_STEPS

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +267,71 @@ def import_busybox(
     image = client.images.get(f"{repository}:{tag}")
     assert image.id, result
     return str(image.id)
+
+
+class ThrottledProxy:
+    """A real TCP proxy on loopback in front of ``upstream`` that sends the replies at
+    ``rate`` bytes/s, so a pull from the loopback registry lasts long enough to watch its
+    progress or cancel it midway."""
+
+    CHUNK = 16 * 1024
+
+    def __init__(self, upstream: tuple[str, int], rate: int):
+        self.upstream = upstream
+        self.rate = rate
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = [self._listener]
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream, timeout=10)
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, 0), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, self.rate), daemon=True
+            ).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, rate: int) -> None:
+        started = time.monotonic()
+        sent = 0
+        try:
+            while True:
+                data = src.recv(self.CHUNK)
+                if not data:
+                    break
+                dst.sendall(data)
+                sent += len(data)
+                if rate:
+                    # Pace the bytes (the proxy's job, not a test waiting on a sleep);
+                    # close() interrupts the pause at once.
+                    ahead = sent / rate - (time.monotonic() - started)
+                    if ahead > 0 and self._closed.wait(ahead):
+                        break
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed.set()
+        for s in self._sockets:
+            try:
+                s.close()
+            except OSError:
+                pass

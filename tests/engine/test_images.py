@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from tests import harness
-from tests.engine.throttle import ThrottledProxy
+from tests.harness import ThrottledProxy
 from toolbox.engine.client import EngineClient
 from toolbox.engine.records import PullProgress, image_rows
 from toolbox.errors import Cancelled, EngineError, NotFoundError

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,70 +32,6 @@ from ui.images.transfer import BAR_STEPS, Transfer, TransferDialog
 pytestmark = [pytest.mark.engine]
 
 LAYER_BYTES = 3_000_000
-
-
-class ThrottledProxy:
-    """A loopback TCP proxy that sends the upstream's bytes back at ``rate`` bytes/s."""
-
-    CHUNK = 16 * 1024
-
-    def __init__(self, upstream_port: int, rate: int):
-        self.upstream_port = upstream_port
-        self.rate = rate
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = [self.listener]
-        self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, 0), daemon=True).start()
-            threading.Thread(
-                target=self._pump, args=(upstream, client, self.rate), daemon=True
-            ).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, rate: int) -> None:
-        started = time.monotonic()
-        sent = 0
-        try:
-            while True:
-                data = src.recv(self.CHUNK)
-                if not data:
-                    break
-                dst.sendall(data)
-                sent += len(data)
-                if rate:
-                    # Pace the bytes: this is the proxy's job, not a test waiting on a sleep.
-                    ahead = sent / rate - (time.monotonic() - started)
-                    if ahead > 0 and self.closed.wait(ahead):
-                        break
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.closed.set()
-        for s in self.sockets:
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 def pushed_image(client: docker.DockerClient, registry: harness.LocalRegistry, name: str) -> str:
@@ -153,7 +87,7 @@ def test_pull_moves_the_bar_to_100_percent_and_the_row_appears(
     qtbot, images_page, docker_client, registry
 ) -> None:
     repository = pushed_image(docker_client, registry, unique("pull"))
-    proxy = ThrottledProxy(registry.port, rate=1_500_000)
+    proxy = harness.ThrottledProxy(("127.0.0.1", registry.port), rate=1_500_000)
     try:
         ref = f"{proxy.address}/{repository}:v1"
         dialog = open_pull(qtbot, images_page, ref)
@@ -182,7 +116,8 @@ def test_cancel_stops_a_pull_promptly_and_says_so(
     qtbot, images_page, docker_client, registry
 ) -> None:
     repository = pushed_image(docker_client, registry, unique("cancel"))
-    proxy = ThrottledProxy(registry.port, rate=150_000)  # about 20 s for the layer
+    # About 20 s for the layer at this rate.
+    proxy = harness.ThrottledProxy(("127.0.0.1", registry.port), rate=150_000)
     try:
         ref = f"{proxy.address}/{repository}:v1"
         dialog = open_pull(qtbot, images_page, ref)
