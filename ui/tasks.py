@@ -22,6 +22,7 @@ progress reports); ``coalesce=True`` delivers only the latest call when several 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Long-lived streams (log follow, events, exec consoles) hold a thread each; leave room for them.
+GIL_SWITCH_INTERVAL = 0.001  # seconds; see TaskRunner.__init__
 DEFAULT_MAX_THREADS = 16
 
 
@@ -131,6 +133,11 @@ class TaskRunner(QObject):
         show_errors: Callable[[ToolboxError, QObject | None, str | None], None] | None = None,
     ):
         super().__init__(parent)
+        # Workers share the GIL with the GUI thread. While one is busy (a log flood), the GUI
+        # thread waits up to the switch interval each time it takes the GIL back, and one
+        # event-loop turn takes it back dozens of times: at the default 5 ms that froze the
+        # window for 100 ms and more; 1 ms keeps a turn short (benchmarks/ui_logs.py).
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(max_threads)
         self._queues: dict[str, deque[Task[Any]]] = {}

@@ -66,6 +66,21 @@ def test_follow_logs_streams_every_line_without_holding_them(
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while following"
 
 
+def test_follow_logs_reads_in_blocks_not_line_by_line(engine, chatty: str) -> None:
+    """Over the engine's unix socket the stream is read in blocks of whatever has arrived
+    (de-chunked by Toolbox): lines come in batches of hundreds, not one HTTP chunk each,
+    which is what keeps a log flood from starving the GUI thread of the GIL."""
+    with EngineConfig.from_url(engine.url).connect() as c:
+        stream = c.follow_logs(chatty, tail=20_000)
+        sizes: list[int] = []
+        for batch in stream.batches():
+            sizes.append(len(batch))
+            if sum(sizes) >= 20_000:
+                stream.close()
+    assert sum(sizes) == 20_000
+    assert len(sizes) < 20_000 / 50, f"{len(sizes)} reads for 20,000 lines"
+
+
 def test_close_from_another_thread_ends_a_blocked_follow(client: EngineClient, name: str) -> None:
     cid = client.run(
         RunSpec("busybox:latest", name=name, command=("sh", "-c", "echo ready; sleep 600"))

@@ -7,10 +7,18 @@ import itertools
 import json
 import struct
 
+import pytest
+import urllib3
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolbox.engine.streams import FrameDecoder, JSONStreamDecoder, LogDecoder, ProgressTracker
+from toolbox.engine.streams import (
+    ChunkedDecoder,
+    FrameDecoder,
+    JSONStreamDecoder,
+    LogDecoder,
+    ProgressTracker,
+)
 
 
 def _frame(stream: int, payload: bytes) -> bytes:
@@ -211,3 +219,42 @@ def test_progress_never_goes_backwards_or_past_one(messages) -> None:
             assert last <= fraction <= 1.0
             last = fraction
     assert tracker.finish().fraction == 1.0
+
+
+def _chunked(pieces: list[bytes], extension: bool, trailer: bool) -> bytes:
+    body = b"".join(
+        f"{len(p):x}{';x=1' if extension else ''}\r\n".encode() + p + b"\r\n" for p in pieces if p
+    )
+    return body + b"0\r\n" + (b"X-Trailer: yes\r\n" if trailer else b"") + b"\r\n"
+
+
+@given(
+    pieces=st.lists(st.binary(max_size=300), max_size=12),
+    cuts=st.lists(st.integers(min_value=0), max_size=25),
+    extension=st.booleans(),
+    trailer=st.booleans(),
+)
+def test_chunked_decoder_reassembles_any_split(
+    pieces: list[bytes], cuts: list[int], extension: bool, trailer: bool
+) -> None:
+    """HTTP chunked coding read in blocks of any size (the log reader reads whatever has
+    arrived) gives back exactly the payload, and ends after the last chunk's trailer."""
+    decoder = ChunkedDecoder()
+    out = b""
+    for block in _split(_chunked(pieces, extension, trailer), cuts):
+        out += decoder.feed(block)
+    assert out == b"".join(pieces)
+    assert decoder.done
+
+
+def test_chunked_decoder_waits_for_more_and_rejects_garbage() -> None:
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"5\r\nhel") == b"hel"
+    assert decoder.feed(b"lo\r") == b"lo"
+    assert not decoder.done
+    assert decoder.feed(b"\n0\r\n\r\n") == b""
+    assert decoder.done
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        ChunkedDecoder().feed(b"zz\r\n")
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        ChunkedDecoder().feed(b"2\r\nabXY")

@@ -60,8 +60,95 @@ def shutdown_response(response: requests.Response) -> None:
 
 
 def iter_response_bytes(response: requests.Response, size: int = READ_SIZE) -> Iterator[bytes]:
-    """Bytes of a streamed response as they arrive (each HTTP chunk as soon as it is read)."""
-    yield from response.raw.stream(size, decode_content=False)
+    """Bytes of a streamed response as they arrive.
+
+    A chunked response (every streaming endpoint of the engine) is read in blocks of whatever
+    has arrived, up to ``size``, and de-chunked here in one pass per block. urllib3 would
+    yield each HTTP chunk on its own, and in a log flood the engine writes one chunk per line:
+    200,000 lines cost the reader thread seconds of Python, held against the GUI thread.
+    """
+    reader = _buffered_reader(response)
+    if reader is None or not getattr(response.raw, "chunked", False):
+        yield from response.raw.stream(size, decode_content=False)
+        return
+    decoder = ChunkedDecoder()
+    while not decoder.done:
+        block = reader.read1(size)
+        if not block:
+            if not decoder.done:
+                raise urllib3.exceptions.ProtocolError("stream ended inside a chunk")
+            return
+        payload = decoder.feed(block)
+        if payload:
+            yield payload
+
+
+def _buffered_reader(response: requests.Response) -> Any:
+    """http.client's buffered reader under ``response`` when nothing of the body has been
+    read yet (reading from it directly bypasses http.client's own chunk parsing), else None."""
+    raw = response.raw
+    fp = getattr(getattr(raw, "_fp", None), "fp", None)
+    if fp is None or not hasattr(fp, "read1"):
+        return None
+    if getattr(raw, "_fp_bytes_read", 0) or getattr(raw._fp, "chunk_left", None) is not None:
+        return None
+    return fp
+
+
+class ChunkedDecoder:
+    """HTTP/1.1 chunked transfer coding, bytes in any split, payload out; ``done`` after
+    the last (zero-size) chunk and its trailer."""
+
+    _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+
+    def __init__(self) -> None:
+        self._state = self._SIZE
+        self._buffer = b""
+        self._left = 0
+
+    @property
+    def done(self) -> bool:
+        return self._state == self._DONE
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        buf = self._buffer + data if self._buffer else data
+        pos = 0
+        end = len(buf)
+        while pos < end and self._state != self._DONE:
+            if self._state == self._SIZE:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                line = buf[pos:eol].split(b";", 1)[0].strip()
+                try:
+                    self._left = int(line, 16)
+                except ValueError as exc:
+                    raise urllib3.exceptions.ProtocolError(f"bad chunk size {line!r}") from exc
+                pos = eol + 2
+                self._state = self._DATA if self._left else self._TRAILER
+            elif self._state == self._DATA:
+                take = min(self._left, end - pos)
+                out.append(buf[pos : pos + take])
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._state = self._DATA_END
+            elif self._state == self._DATA_END:
+                if end - pos < 2:
+                    break
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise urllib3.exceptions.ProtocolError("chunk not followed by CRLF")
+                pos += 2
+                self._state = self._SIZE
+            else:  # trailer: header lines, ended by an empty line
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                self._state = self._DONE if eol == pos else self._TRAILER
+                pos = eol + 2
+        self._buffer = buf[pos:] if self._state != self._DONE else b""
+        return b"".join(out)
 
 
 # Errors a read raises when the connection drops or is shut down under it.

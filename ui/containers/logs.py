@@ -68,11 +68,11 @@ class LineBuffer:
             self._lines.append(line)
 
     def push_many(self, lines: Iterable[str]) -> None:
+        batch = lines if isinstance(lines, list) else list(lines)
         with self._lock:
-            for line in lines:
-                if len(self._lines) == self._lines.maxlen:
-                    self._dropped += 1
-                self._lines.append(line)
+            capacity = self._lines.maxlen or 0
+            self._dropped += max(0, len(self._lines) + len(batch) - capacity)
+            self._lines.extend(batch)
 
     def drain(self, limit: int) -> tuple[list[str], int]:
         """Up to ``limit`` oldest lines and the count dropped since the last drain."""
@@ -118,13 +118,13 @@ class _Follow:
                 stream.close()
         total = 0
         ts = self.timestamps
-        push = self.buffer.push
+        push_many = self.buffer.push_many
         try:
-            # One line at a time: the stream may go quiet at any point, and a line held back
-            # in a local batch would not show until more output came.
-            for line in stream:
-                push(format_line(line, ts))
-                total += 1
+            # A batch is everything one read of the stream brought, so nothing is held back
+            # when the stream goes quiet, and a flood costs one push per read, not per line.
+            for batch in stream.batches():
+                push_many([format_line(line, ts) for line in batch])
+                total += len(batch)
                 if self.cancel.is_set():
                     break
         finally:
