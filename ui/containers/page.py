@@ -19,15 +19,12 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMenu,
     QMessageBox,
     QSplitter,
-    QTableView,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -45,6 +42,7 @@ from ui.pages import Page, PageContext
 from ui.session import Delta, apply_delta
 from ui.widgets.error_dialog import ErrorDialog
 from ui.widgets.filter_edit import FilterLineEdit
+from ui.widgets.record_view import record_table_view
 
 # Tick rates for the status column: every second while something changed in the last minute,
 # then slower, since "Up 5 minutes" only changes once a minute and "Up 3 hours" once an hour.
@@ -137,24 +135,8 @@ class ContainersPage(Page):
         self._visible = False
         self._select_pending: str | None = None
 
-        self.view = QTableView()
-        self.view.setObjectName("containersTable")
-        self.view.setModel(self.proxy)
-        self.view.setSortingEnabled(True)
-        self.view.sortByColumn(NAME, Qt.SortOrder.AscendingOrder)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.view.setAlternatingRowColors(True)
-        self.view.setWordWrap(False)
-        self.view.verticalHeader().setVisible(False)
-        self.view.verticalHeader().setDefaultSectionSize(24)
+        self.view = record_table_view(self.proxy, self.model, "containersTable", NAME)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        header = self.view.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
-        header.setResizeContentsPrecision(50)
-        for column, spec in enumerate(self.model.columns):
-            self.view.setColumnWidth(column, spec.width)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.clicked.connect(self._clicked)
         self.view.doubleClicked.connect(lambda _i: self.details.setCurrentIndex(1))

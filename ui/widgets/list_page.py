@@ -21,11 +21,8 @@ from typing import Any
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QTableView,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -36,6 +33,7 @@ from ui.models.table import RecordSortProxy, RecordTableModel
 from ui.pages import Page, PageContext
 from ui.widgets.error_dialog import ErrorDialog
 from ui.widgets.filter_edit import FilterLineEdit
+from ui.widgets.record_view import record_table_view
 
 
 class ListPage(Page):
@@ -58,24 +56,8 @@ class ListPage(Page):
         self.last_error: ErrorDialog | None = None
         self.visible = False
 
-        self.view = QTableView()
-        self.view.setObjectName(object_name)
-        self.view.setModel(self.proxy)
-        self.view.setSortingEnabled(True)
-        self.view.sortByColumn(sort_column, Qt.SortOrder.AscendingOrder)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.view.setAlternatingRowColors(True)
-        self.view.setWordWrap(False)
-        self.view.verticalHeader().setVisible(False)
-        self.view.verticalHeader().setDefaultSectionSize(24)
+        self.view = record_table_view(self.proxy, model, object_name, sort_column)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        header = self.view.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
-        # Fixed initial widths: resizeColumnsToContents() costs about a second per 1,000 rows.
-        for column, spec in enumerate(model.columns):
-            self.view.setColumnWidth(column, spec.width)
         self.view.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
 
         self.filter_box = FilterLineEdit(placeholder)
