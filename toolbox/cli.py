@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from toolbox import __version__, dockercontext
 from toolbox.errors import (
@@ -51,6 +51,9 @@ from toolbox.machine.model import (
     parse_memory_mib,
     validate_name,
 )
+
+if TYPE_CHECKING:
+    from toolbox.cli_progress import ProgressPrinter
 
 DRIVER_CHOICES = ("qemu", "virtualbox")
 SHELL_CHOICES = ("bash", "zsh", "fish", "powershell", "cmd")
@@ -148,7 +151,8 @@ def print_table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: Text
         out.write("\n")
 
 
-def _progress(args: argparse.Namespace) -> Any:
+def _progress(args: argparse.Namespace) -> ProgressPrinter:
+    """Progress on stderr; use it as a context manager so a bar line is always ended."""
     from toolbox.cli_progress import ProgressPrinter
 
     return ProgressPrinter(sys.stderr)
@@ -184,7 +188,6 @@ def cmd_create(args: argparse.Namespace) -> int:
     from toolbox.machine.service import CreateOptions
 
     service = _service(args)
-    progress = _progress(args)
     options = CreateOptions(
         name=args.name,
         driver=args.driver,
@@ -193,19 +196,19 @@ def cmd_create(args: argparse.Namespace) -> int:
         disk_gib=args.disk,
         image=args.image,
     )
-    try:
-        result = service.create(options, progress)
-    except (ToolboxError, KeyboardInterrupt) as exc:
-        progress.close()
-        exists_already = isinstance(exc, MachineError) and "already exists" in exc.message
-        if not exists_already and service.store.exists(args.name):
-            print(
-                f"The machine is kept: `toolbox create {args.name}` continues where it "
-                f"stopped; `toolbox rm -f {args.name}` removes it.",
-                file=sys.stderr,
-            )
-        raise
-    progress.close()
+    with _progress(args) as progress:
+        try:
+            result = service.create(options, progress)
+        except (ToolboxError, KeyboardInterrupt) as exc:
+            progress.close()  # end the bar line before the advice below
+            exists_already = isinstance(exc, MachineError) and "already exists" in exc.message
+            if not exists_already and service.store.exists(args.name):
+                print(
+                    f"The machine is kept: `toolbox create {args.name}` continues where it "
+                    f"stopped; `toolbox rm -f {args.name}` removes it.",
+                    file=sys.stderr,
+                )
+            raise
     spec = result.spec
     verb = "Finished creating" if result.resumed else "Created"
     print(f"{verb} machine {spec.name}: engine at {spec.engine_url} (TLS).")
@@ -224,11 +227,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     service = _service(args)
-    progress = _progress(args)
-    try:
+    with _progress(args) as progress:
         result = service.start(args.name, progress)
-    finally:
-        progress.close()
     print(f"Machine {result.spec.name} is running: engine at {result.spec.engine_url}.")
     print(_phase_line(result))
     return 0
@@ -244,11 +244,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     service = _service(args)
-    progress = _progress(args)
-    try:
+    with _progress(args) as progress:
         result = service.restart(args.name, progress)
-    finally:
-        progress.close()
     print(f"Machine {result.spec.name} is running: engine at {result.spec.engine_url}.")
     return 0
 
@@ -501,11 +498,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_regenerate_certs(args: argparse.Namespace) -> int:
     service = _service(args)
-    progress = _progress(args)
-    try:
+    with _progress(args) as progress:
         result = service.regenerate_certs(args.name, progress)
-    finally:
-        progress.close()
     print(f"New certificates for {result.spec.name}; engine at {result.spec.engine_url}.")
     return 0
 
@@ -585,20 +579,13 @@ def cmd_image_rm(args: argparse.Namespace) -> int:
 def cmd_image_build(args: argparse.Namespace) -> int:
     from toolbox.guest.build import build_image
 
-    progress = _progress(args)
-    kwargs: dict[str, Any] = {
-        "name": args.name,
-        "progress": progress,
-        "store": _service(args).images,
-    }
+    kwargs: dict[str, Any] = {"name": args.name, "store": _service(args).images}
     if args.mirror:
         kwargs["mirror"] = args.mirror
     if args.arch:
         kwargs["arch"] = args.arch
-    try:
-        image = build_image(**kwargs)
-    finally:
-        progress.close()
+    with _progress(args) as progress:
+        image = build_image(progress=progress, **kwargs)
     print(f"Built image {image.name} ({image.size / 1e6:.0f} MB) at {image.path}.")
     return 0
 

@@ -112,8 +112,14 @@ class ProgressPrinter:
                 self.stream.write(f"{report.message}: {int(report.fraction * 100)}%{suffix}\n")
         self.stream.flush()
 
+    def __enter__(self) -> ProgressPrinter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """End an open bar line so what follows starts on its own line."""
+        """End an open bar line so what follows starts on its own line (safe to repeat)."""
         if self._line_open:
             self.stream.write("\n")
             self._line_open = False
