@@ -18,6 +18,17 @@ def unique(prefix: str = "tbx") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(autouse=True)
+def app_settings(tmp_path) -> Iterator[object]:
+    """Every GUI test keeps its preferences in its own INI file, never the user's."""
+    from ui import settings
+
+    path = tmp_path / "settings.ini"
+    settings.use_settings_file(path)
+    yield path
+    settings.use_settings_file(None)
+
+
 @pytest.fixture
 def tasks(qtbot) -> Iterator[TaskRunner]:
     runner = TaskRunner()
