@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, QUrl
@@ -139,7 +140,7 @@ class ContainersPage(Page):
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.clicked.connect(self._clicked)
-        self.view.doubleClicked.connect(lambda _i: self.details.setCurrentIndex(1))
+        self.view.doubleClicked.connect(self._open_details)
         self.view.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
 
         self.filter_box = FilterLineEdit("Filter by name, image or ports")
@@ -154,7 +155,7 @@ class ContainersPage(Page):
         self._add_action("run", "Run…", "Ctrl+N", self.open_run_dialog)
         self.toolbar.addSeparator()
         for spec in ACTIONS:
-            self._add_action(spec.key, spec.label, spec.shortcut, lambda s=spec: self.run_action(s))
+            self._add_action(spec.key, spec.label, spec.shortcut, partial(self.run_action, spec))
         self._add_action("remove", "Remove", QKeySequence.StandardKey.Delete, self.confirm_remove)
         self.toolbar.addSeparator()
         self._add_action("shell", "Shell", "Ctrl+Shift+T", self.open_shell)
@@ -277,7 +278,12 @@ class ContainersPage(Page):
 
     # -- actions ------------------------------------------------------------------------------
 
-    def _add_action(self, key: str, label: str, shortcut: Any, slot: Callable[[], None]) -> QAction:
+    def _open_details(self, _index: object = None) -> None:
+        self.details.setCurrentIndex(1)
+
+    def _add_action(
+        self, key: str, label: str, shortcut: Any, slot: Callable[[], object]
+    ) -> QAction:
         action = QAction(label, self)
         action.setShortcut(QKeySequence(shortcut))
         action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -325,15 +331,24 @@ class ContainersPage(Page):
         noun = targets[0].name if len(targets) == 1 else f"{len(targets)} containers"
         self.message.setText(f"{progressive} {noun}…")
         for container in targets:
-            self.session.call(
-                lambda client, c=container: call(client, c),
-                run.one_done,
-                lambda error, c=container: run.one_failed(c, error),
-                key=f"container:{container.id}",
-                what=f"{verb} {container.name}",
-                owner=self,
-            )
+            self._bulk_one(run, verb, container, call)
         return run
+
+    def _bulk_one(
+        self,
+        run: BulkRun,
+        verb: str,
+        container: Container,
+        call: Callable[[Any, Container], object],
+    ) -> None:
+        self.session.call(
+            lambda client: call(client, container),
+            run.one_done,
+            lambda error: run.one_failed(container, error),
+            key=f"container:{container.id}",
+            what=f"{verb} {container.name}",
+            owner=self,
+        )
 
     def bulk_finished(self, run: BulkRun) -> None:
         self.bulk_runs.remove(run)

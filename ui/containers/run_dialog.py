@@ -212,7 +212,9 @@ class RunDialog(QDialog):
         tags = sorted({t for i in session.images() for t in i.repo_tags})
         self.image_edit.addItems(tags)
         self.image_edit.setCurrentText(image or "")
-        self.image_edit.lineEdit().setPlaceholderText("busybox:latest")
+        image_line = self.image_edit.lineEdit()
+        assert image_line is not None  # an editable combo box always has its line edit
+        image_line.setPlaceholderText("busybox:latest")
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("Optional: a name is made up when empty")
         self.command_edit = QLineEdit()

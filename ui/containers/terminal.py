@@ -15,6 +15,7 @@ import shlex
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Which = Callable[[str], str | None]
 
@@ -114,7 +115,7 @@ def launch(cmd: TerminalCommand, env: Mapping[str, str] | None = None) -> subpro
     ours (the DOCKER_* settings that reach this engine)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if os.name == "nt":
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         if cmd.new_console:
@@ -122,11 +123,12 @@ def launch(cmd: TerminalCommand, env: Mapping[str, str] | None = None) -> subpro
         kwargs["creationflags"] = flags
     else:
         kwargs["start_new_session"] = True
-    return subprocess.Popen(
+    process: subprocess.Popen[bytes] = subprocess.Popen(
         list(cmd.argv),
         env=full_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
+    return process

@@ -285,16 +285,19 @@ class ImagesPage(ListPage):
         noun = row_label(targets[0]) if len(targets) == 1 else f"{len(targets)} images"
         self.message.setText(f"Removing {noun}…")
         for row in targets:
-            target, label = row_target(row), row_label(row)
-            self.session.call(
-                lambda client, t=target: client.remove_image(t, force=force),
-                lambda _r, n=label: run.ok(n),
-                lambda error, n=label: run.failed(n, error),
-                key=self.queue_key,
-                what=f"Remove {label}",
-                owner=self,
-            )
+            self._remove_one(run, row, force)
         return run
+
+    def _remove_one(self, run: BulkRun, row: Any, force: bool) -> None:
+        target, label = row_target(row), row_label(row)
+        self.session.call(
+            lambda client: client.remove_image(target, force=force),
+            lambda _r: run.ok(label),
+            lambda error: run.failed(label, error),
+            key=self.queue_key,
+            what=f"Remove {label}",
+            owner=self,
+        )
 
     def _removal_finished(self, run: BulkRun) -> None:
         if run.succeeded:

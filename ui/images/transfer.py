@@ -137,7 +137,7 @@ class TransferDialog(QDialog):
         self.task: Task[Any] | None = None
         self.cancel_event: threading.Event | None = None
         self.reference: str | None = None
-        self.result: Image | str | None = None
+        self.result: Image | str | None = None  # type: ignore[assignment]
         self.last_error: ToolboxError | None = None
         self.cancelled = False
         self._generation = 0
@@ -151,6 +151,7 @@ class TransferDialog(QDialog):
         if mode is Transfer.PUSH:
             self.ref_edit.addItems(sorted(self.local_tags()))
         line = self.ref_edit.lineEdit()
+        assert line is not None  # an editable combo box always has its line edit
         line.setPlaceholderText(
             "busybox, nginx:1.25 or 127.0.0.1:5000/team/app:v2"
             if mode is Transfer.PULL

@@ -191,16 +191,19 @@ class ResourcePage(ListPage):
         noun = self.entry_name(targets[0]) if len(targets) == 1 else f"{len(targets)} {self.kinds}"
         self.message.setText(f"Removing {noun}…")
         for entry in targets:
-            name = self.entry_name(entry)
-            self.session.call(
-                self.remove_call(entry),
-                lambda _r, n=name: run.ok(n),
-                lambda error, n=name: run.failed(n, error),
-                key=self.queue_key,
-                what=f"Remove {self.kind} {name}",
-                owner=self,
-            )
+            self._remove_one(run, entry)
         return run
+
+    def _remove_one(self, run: BulkRun, entry: Any) -> None:
+        name = self.entry_name(entry)
+        self.session.call(
+            self.remove_call(entry),
+            lambda _r: run.ok(name),
+            lambda error: run.failed(name, error),
+            key=self.queue_key,
+            what=f"Remove {self.kind} {name}",
+            owner=self,
+        )
 
     def _removal_finished(self, run: BulkRun) -> None:
         if run.succeeded:
