@@ -74,10 +74,8 @@ def iter_response_bytes(response: requests.Response, size: int = READ_SIZE) -> I
     decoder = ChunkedDecoder()
     while not decoder.done:
         block = reader.read1(size)
-        if not block:
-            if not decoder.done:
-                raise urllib3.exceptions.ProtocolError("stream ended inside a chunk")
-            return
+        if not block:  # the loop runs only while a chunk is still expected
+            raise urllib3.exceptions.ProtocolError("stream ended inside a chunk")
         payload = decoder.feed(block)
         if payload:
             yield payload

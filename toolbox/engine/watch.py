@@ -198,7 +198,7 @@ class EngineWatcher:
                 timer.cancel()
                 with self._lock:
                     self._stream = None
-                    requested = self._relist
+                    requested = self._pending_relist()  # set by another thread meanwhile
                 stream.close()
             if self._stop.is_set():
                 return
@@ -232,6 +232,10 @@ class EngineWatcher:
         )
 
     # ---------------------------------------------------------------- helpers
+
+    def _pending_relist(self) -> SnapshotReason | None:
+        """The re-list another thread asked for (read under the lock by the caller)."""
+        return self._relist
 
     def _request_relist(self, reason: SnapshotReason) -> None:
         with self._lock:
