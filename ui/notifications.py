@@ -226,7 +226,10 @@ class Notifier(QObject):
         entry.timer = None
         entry.last_sent = time.monotonic()
         if entry.count > 1:
-            message = f"{entry.name} keeps crashing: restarted {entry.count - 1} times (exit code {entry.exit_code})."
+            message = (
+                f"{entry.name} keeps crashing: restarted {entry.count - 1} times"
+                f" (exit code {entry.exit_code})."
+            )
         else:
             message = f"{entry.name} exited with code {entry.exit_code}."
         self._emit(

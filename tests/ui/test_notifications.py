@@ -56,7 +56,7 @@ def test_a_container_that_exits_1_gives_one_notification(qtbot, notes, docker):
 
 
 def test_a_container_the_user_stops_gives_none(qtbot, notes, docker, session):
-    notifier, got = notes
+    _notifier, got = notes
     client, made = docker
     name = unique("stopped")
     made.append(name)
@@ -77,7 +77,7 @@ def test_a_container_the_user_stops_gives_none(qtbot, notes, docker, session):
 
 
 def test_an_unhealthy_container_gives_a_notification(qtbot, notes, docker):
-    notifier, got = notes
+    _notifier, got = notes
     client, made = docker
     name = unique("sick")
     made.append(name)
@@ -96,7 +96,7 @@ def test_an_unhealthy_container_gives_a_notification(qtbot, notes, docker):
 
 
 def test_a_crash_loop_gives_one_notification_with_a_count(qtbot, notes, docker):
-    notifier, got = notes
+    _notifier, got = notes
     client, made = docker
     name = unique("loop")
     made.append(name)
