@@ -22,9 +22,6 @@ from toolbox import __version__
 
 if TYPE_CHECKING:
     from toolbox.engine.connect import EngineConfig
-    from ui.main_window import MainWindow
-    from ui.session import EngineSession
-    from ui.tasks import TaskRunner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,55 +54,10 @@ def engine_label(engine: str | None, context: str | None, environ: Mapping[str, 
 def engine_config(
     engine: str | None, context: str | None, environ: Mapping[str, str] = os.environ
 ) -> EngineConfig:
-    """Resolve the engine settings (imports docker-py: call it off the GUI thread)."""
-    from toolbox.engine.connect import EngineConfig
+    """Resolve the engine settings (see ``ui.shell.engine_config``)."""
+    from ui.shell import engine_config as resolve
 
-    if engine:
-        cert_path = environ.get("DOCKER_CERT_PATH") or None
-        verify = bool(environ.get("DOCKER_TLS_VERIFY")) or cert_path is not None
-        return EngineConfig.from_url(engine, cert_path=cert_path, verify=verify)
-    if context:
-        return EngineConfig.from_context(context)
-    return EngineConfig.current(environ)
-
-
-class Launcher:
-    """Connects the shown window to its engine once it has painted; tears down at exit."""
-
-    def __init__(self, window: MainWindow, tasks: TaskRunner, args: argparse.Namespace):
-        self.window = window
-        self.tasks = tasks
-        self.args = args
-        self.session: EngineSession | None = None
-        self._retry_hooked = False
-
-    def connect(self) -> None:
-        self.tasks.run(
-            lambda: engine_config(self.args.engine, self.args.context),
-            self._configured,
-            self._failed,
-            what="Find the Docker engine",
-        )
-
-    def _configured(self, config: EngineConfig) -> None:
-        from ui.session import EngineSession
-
-        if self.session is not None:
-            return
-        self.session = EngineSession(config, self.tasks, parent=self.window)
-        self.window.attach(self.session)
-        self.session.start()
-
-    def _failed(self, error: Any) -> None:
-        self.window.show_engine_problem(error.message, error.hint)
-        if not self._retry_hooked:  # Retry resolves the settings again (a fixed context file)
-            self._retry_hooked = True
-            self.window.banner.retry_requested.connect(self.connect)
-
-    def shutdown(self) -> None:
-        if self.session is not None:
-            self.session.close()
-        self.tasks.shutdown(3000)
+    return resolve(engine, context, environ)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Toolbox")
     app.setApplicationVersion(__version__)
+    from ui.single_instance import SingleInstance, raise_window
+
+    instance = SingleInstance()  # a second launch activates the first one and exits
+    if not instance.acquire():
+        return 0
     from resources import ResourceMissing
     from resources.qt import app_icon
 
@@ -128,9 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         app.setWindowIcon(app_icon())
     except ResourceMissing:  # a broken install still starts, with Qt's default icon
         pass
+    from toolbox.machine.service import MachineService
+    from ui.shell import Shell
+
     tasks = TaskRunner(app)
     window = MainWindow(tasks, engine_label(args.engine, args.context, os.environ))
-    launcher = Launcher(window, tasks, args)
+    launcher = Shell(window, tasks, MachineService(), args)
+    from ui.tray import install_desktop
+
+    instance.activated.connect(lambda: raise_window(window))
+    install_desktop(app, window, tasks, launcher)  # tray, notifications, preferences
     if os.environ.get("TOOLBOX_EXIT_AFTER_PAINT"):
 
         def painted() -> None:
@@ -139,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
         window.first_painted.connect(painted)
     else:
-        window.first_painted.connect(lambda: QTimer.singleShot(0, launcher.connect))
+        window.first_painted.connect(lambda: QTimer.singleShot(0, launcher.launch))
     window.show()
     try:
         return int(app.exec())

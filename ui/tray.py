@@ -283,3 +283,57 @@ class TrayController(QObject):
         app = QApplication.instance()
         if app is not None:
             app.quit()
+
+
+def install_desktop(
+    app: QApplication, window: Any, tasks: TaskRunner, launcher: Any = None
+) -> None:
+    """Theme, tray, notifications and the Preferences action for the main window. Built after
+    the window's first paint (the machine service and engine modules import docker-py); the
+    TrayController is parented to the window. The launcher's ``session`` is watched once it
+    exists."""
+    first_painted = getattr(window, "first_painted", None)
+    if first_painted is not None:
+        first_painted.connect(
+            lambda: QTimer.singleShot(0, lambda: _install(app, window, tasks, launcher))
+        )
+    else:
+        _install(app, window, tasks, launcher)
+
+
+def _install(app: QApplication, window: Any, tasks: TaskRunner, launcher: Any) -> TrayController:
+    from ui.notifications import Notifier
+    from ui.preferences import install_preferences_action
+    from ui.theme import apply_theme
+
+    if getattr(window, "_desktop_tray", None) is not None:
+        return window._desktop_tray  # type: ignore[no-any-return]
+    apply_theme(app, Preferences.load().theme)
+    if hasattr(window, "menuBar"):
+        install_preferences_action(window)
+    status = window.statusBar() if hasattr(window, "statusBar") else None
+    notifier = Notifier(
+        None, fallback=(lambda text: status.showMessage(text, 10_000)) if status else None
+    )
+    tray = TrayController(window, tasks, notifier=notifier)
+    window._desktop_tray = tray
+    notifier.tray = tray.icon
+    tray.icon.messageClicked.connect(notifier._clicked)
+    notifier.open_requested.connect(lambda _kind, _id: tray.open_window())
+    if tray.available:
+        app.setQuitOnLastWindowClosed(False)
+    tray.start()
+    watched: list[object] = []
+
+    def hook_session() -> None:
+        session = getattr(launcher, "session", None)
+        if session is not None and session not in watched:
+            watched.append(session)
+            notifier.watch_session(session)
+
+    poll = QTimer(tray)
+    poll.setInterval(500)
+    poll.timeout.connect(hook_session)
+    poll.start()
+    hook_session()
+    return tray
