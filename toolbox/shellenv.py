@@ -270,3 +270,14 @@ def _windows_parent_name() -> str | None:  # pragma: no cover - Windows only
         if name and not name.lower().startswith(("python", "py.exe", "toolbox")):
             return name
     return None
+
+
+def eval_line(shell: Shell, machine: str, program: str = "toolbox") -> str:
+    """The one line a user pastes into ``shell`` to point it at ``machine``'s engine."""
+    if shell is Shell.FISH:
+        return f"{program} env --shell fish {machine} | source"
+    if shell is Shell.POWERSHELL:
+        return f"{program} env --shell powershell {machine} | Invoke-Expression"
+    if shell is Shell.CMD:
+        return f"@FOR /f \"tokens=*\" %i IN ('{program} env --shell cmd {machine}') DO @%i"
+    return f'eval "$({program} env --shell {shell.value} {machine})"'

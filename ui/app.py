@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from toolbox import __version__
 
@@ -85,12 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         app.setWindowIcon(app_icon())
     except ResourceMissing:  # a broken install still starts, with Qt's default icon
         pass
-    from toolbox.machine.service import MachineService
     from ui.shell import Shell
 
     tasks = TaskRunner(app)
     window = MainWindow(tasks, engine_label(args.engine, args.context, os.environ))
-    launcher = Shell(window, tasks, MachineService(), args)
+    launcher = Shell(window, tasks, None, args)
     from ui.tray import install_desktop
 
     instance.activated.connect(lambda: raise_window(window))

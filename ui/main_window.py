@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from ui.pages import Page, PageContext, PageSpec, available_pages
 from ui.tasks import TaskRunner
 from ui.widgets.banner import EngineBanner
+from ui.widgets.placeholder import EnginePlaceholder
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
 
     first_painted = Signal()
     page_changed = Signal(str)
+    placeholder_action = Signal(str)
 
     def __init__(self, tasks: TaskRunner, engine_label: str = "", parent: QWidget | None = None):
         super().__init__(parent)
@@ -81,9 +83,14 @@ class MainWindow(QMainWindow):
         self.sidebar.setStyleSheet("QListWidget#sidebar::item { padding: 6px 8px; }")
         self.sidebar.addItems([spec.title for spec in self.specs])
         self.stack = QStackedWidget()
-        self.waiting = QLabel("Connecting to the Docker engine…")
-        self.waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.machines: Any = None  # the MachineService, set by the shell before pages are built
+        self.shell: Any = None
+        self.waiting = EnginePlaceholder()
+        self.waiting.action_requested.connect(self.placeholder_action)
         self.stack.addWidget(self.waiting)
+        self.status_area = QLabel()
+        self.status_area.setObjectName("statusArea")
+        self.statusBar().addWidget(self.status_area, 1)
         self.engine_status = QLabel(engine_label)
         self.statusBar().addPermanentWidget(self.engine_status)
 
@@ -111,16 +118,72 @@ class MainWindow(QMainWindow):
 
     def attach(self, session: EngineSession) -> None:
         """Start showing ``session``: build the current page, follow the connection state."""
-        self.session = session
-        self.engine_label = session.describe()
+        self.set_session(session)
+
+    def set_session(
+        self,
+        session: EngineSession | None,
+        label: str = "",
+        placeholder: tuple[str, str, str, str] | None = None,
+    ) -> None:
+        """Show ``session`` (None: no engine). Engine pages built on the previous session are
+        shut down and rebuilt on the new one when shown; without a session they show the
+        placeholder ``(title, detail, button text, action key)``."""
+        if session is not self.session:
+            self._detach()
+            self.session = session
+        if session is not None:
+            self.engine_label = session.describe()
+            self.banner.retry_requested.connect(session.retry_now)
+            session.state_changed.connect(self._on_state)
+            session.info_changed.connect(self._on_info)
+            if session.state is None:
+                self.banner.show_connecting(self.engine_label)
+        else:
+            self.engine_label = label
+            self.banner.show_connected()  # hides it: the placeholder says what is wrong
+            title, detail, button, action = placeholder or ("No Docker engine", "", "", "")
+            self.waiting.show_message(title, detail, button, action)
         self.engine_status.setText(self.engine_label)
-        self.banner.retry_requested.connect(session.retry_now)
-        session.state_changed.connect(self._on_state)
-        session.info_changed.connect(self._on_info)
-        if session.state is None:
-            self.banner.show_connecting(self.engine_label)
         self._update_title()
         self.select_page("")
+
+    def _detach(self) -> None:
+        old = self.session
+        if old is None:
+            return
+        for signal, slot in (
+            (self.banner.retry_requested, old.retry_now),
+            (old.state_changed, self._on_state),
+            (old.info_changed, self._on_info),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        for spec in self.specs:
+            page = self.pages.get(spec.key)
+            if page is None or not self._needs_engine(spec):
+                continue
+            if page is self._shown_page:
+                page.page_hidden()
+                self._shown_page = None
+            page.shutdown()
+            self.stack.removeWidget(page)
+            page.deleteLater()
+            del self.pages[spec.key]
+        self.stack.setCurrentWidget(self.waiting)
+
+    def _shown_spec(self) -> PageSpec | None:
+        row = self.sidebar.currentRow()
+        return self.specs[row] if 0 <= row < len(self.specs) else None
+
+    def _needs_engine(self, spec: PageSpec) -> bool:
+        return spec.needs_engine
+
+    def set_status(self, text: str) -> None:
+        """A line in the status area (machine boot progress and the like)."""
+        self.status_area.setText(text)
 
     def show_engine_problem(self, why: str, hint: str | None = None) -> None:
         """The engine could not even be configured (bad --context, bad URL)."""
@@ -163,6 +226,11 @@ class MainWindow(QMainWindow):
             return self.pages.get(keys[index])
         return self._show(self.specs[index])
 
+    def page_key(self) -> str:
+        """The key of the page the sidebar has selected ("" when none)."""
+        spec = self._shown_spec()
+        return spec.key if spec else ""
+
     def page(self, key: str) -> Page | None:
         return self.pages.get(key)
 
@@ -171,11 +239,17 @@ class MainWindow(QMainWindow):
             self._show(self.specs[row])
 
     def _show(self, spec: PageSpec) -> Page | None:
-        if self.session is None:
+        if self.session is None and self._needs_engine(spec):
+            if self._shown_page is not None:
+                self._shown_page.page_hidden()
+                self._shown_page = None
+            self.stack.setCurrentWidget(self.waiting)
+            self.page_changed.emit(spec.key)
             return None
         page = self.pages.get(spec.key)
         if page is None:
-            context = PageContext(self.session, self.tasks)
+            machines = self.shell.machines if self.shell is not None else self.machines
+            context = PageContext(self.session, self.tasks, machines, self.shell)
             try:
                 page = spec.create(context)
             except Exception as exc:  # one broken page must not take the window down

@@ -4,8 +4,14 @@ Adding a page is one line in ``PAGES``: a key, a title, and ``"module:Class"`` o
 subclass. Modules are imported only when the page is first shown (fast start), and a page whose
 module is not in the tree yet is left out of the sidebar.
 
-A page is built as ``PageClass(context)`` with a ``PageContext`` (the ``EngineSession`` and the
-``TaskRunner``). The window calls ``page_shown()``/``page_hidden()`` when the page (or the whole
+A page is built as ``PageClass(context)`` with a ``PageContext``: the ``EngineSession`` (None
+while no engine is attached: a machine is stopped, or none exists yet), the ``TaskRunner``, the
+``MachineService`` and the ``Shell`` (``ui.shell``), which owns the session and says when it
+changes. A page declares ``needs_engine``: the window builds such a page only on a session and
+rebuilds it when the session changes; while there is none it shows a placeholder that says why
+and offers the way out (Start the machine, or create one). Pages with ``needs_engine = False``
+(Machines) are built with whatever session there is and follow ``shell.session_changed``.
+The window calls ``page_shown()``/``page_hidden()`` when the page (or the whole
 window) becomes visible or hidden: pause timers there, so nothing runs while nobody looks, and
 ``shutdown()`` once at exit to close streams.
 """
@@ -15,25 +21,33 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from PySide6.QtWidgets import QWidget
 
 if TYPE_CHECKING:  # keeps docker-py out of the import path of the first window
+    from toolbox.machine.service import MachineService
     from ui.session import EngineSession
+    from ui.shell import Shell
     from ui.tasks import TaskRunner
 
 
 @dataclass(frozen=True)
 class PageContext:
-    """What every page gets: the engine session and the task runner."""
+    """What every page gets: the engine session (None without an engine), the task runner,
+    the machine service and the shell (both None only in tests of a single engine page)."""
 
-    session: EngineSession
+    session: EngineSession | None
     tasks: TaskRunner
+    machines: MachineService | None = None
+    shell: Shell | None = None
 
 
 class Page(QWidget):
     """Base class of the main window's pages."""
+
+    #: Whether the page shows an engine's data (built only on a session). Every page says.
+    needs_engine: ClassVar[bool] = True
 
     def __init__(self, context: PageContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -41,7 +55,11 @@ class Page(QWidget):
 
     @property
     def session(self) -> EngineSession:
-        return self.context.session
+        """The engine session; only engine pages use it, and they are built only on one."""
+        session = self.context.session
+        if session is None:
+            raise RuntimeError(f"{type(self).__name__} was built without an engine session")
+        return session
 
     @property
     def tasks(self) -> TaskRunner:
@@ -65,6 +83,9 @@ class PageSpec:
     title: str
     factory: str  # "package.module:ClassName"
     shortcut: str = ""
+    #: The page class's ``needs_engine``, known without importing it (the registry test
+    #: checks that the two agree), so the first paint never waits for a page module.
+    needs_engine: bool = True
 
     @property
     def module(self) -> str:
@@ -77,10 +98,15 @@ class PageSpec:
         except ModuleNotFoundError:
             return False
 
-    def create(self, context: PageContext) -> Page:
+    def page_class(self) -> type[Page]:
         module_name, _, class_name = self.factory.partition(":")
         cls = getattr(importlib.import_module(module_name), class_name)
-        page = cls(context)
+        if not (isinstance(cls, type) and issubclass(cls, Page)):
+            raise TypeError(f"{self.factory} is not a ui.pages.Page")
+        return cls
+
+    def create(self, context: PageContext) -> Page:
+        page = self.page_class()(context)
         if not isinstance(page, Page):
             raise TypeError(f"{self.factory} is not a ui.pages.Page")
         return page
@@ -91,6 +117,7 @@ PAGES: list[PageSpec] = [
     PageSpec("images", "Images", "ui.images.page:ImagesPage", "Ctrl+2"),
     PageSpec("volumes", "Volumes", "ui.volumes.page:VolumesPage", "Ctrl+3"),
     PageSpec("networks", "Networks", "ui.networks.page:NetworksPage", "Ctrl+4"),
+    PageSpec("machines", "Machines", "ui.machines.page:MachinesPage", "Ctrl+5", False),
 ]
 
 

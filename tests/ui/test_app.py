@@ -96,6 +96,11 @@ def test_exit_after_paint_hook_used_by_the_benchmark() -> None:
 
 def test_page_registry() -> None:
     keys = [spec.key for spec in PAGES]
-    assert keys[:4] == ["containers", "images", "volumes", "networks"]
-    assert PAGES[0].available()
+    assert keys == ["containers", "images", "volumes", "networks", "machines"]
+    for spec in PAGES:  # every entry imports, is a Page, and says whether it needs an engine
+        assert spec.available(), spec
+        cls = spec.page_class()
+        assert "needs_engine" in vars(cls), f"{spec.factory} does not declare needs_engine"
+        assert cls.needs_engine == spec.needs_engine, spec
+    assert [spec.key for spec in PAGES if not spec.needs_engine] == ["machines"]
     assert not PageSpec("x", "X", "ui.no_such_module:Page").available()

@@ -1,6 +1,7 @@
-"""The window shell with a real engine: the launcher connects to what DOCKER_HOST names, pages
-are built on first view, hidden windows stop their timers, and a bad engine setting shows in
-the banner instead of crashing."""
+"""The window shell with a real engine: the shell connects to the engine it is given, pages
+are built on first view, hidden windows stop their timers, a bad engine setting shows in the
+banner instead of crashing, and a session that goes away and comes back re-attaches the
+engine pages (a placeholder in between, never a blank page)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,31 @@ import argparse
 import pytest
 from PySide6.QtCore import Qt
 
-from ui.app import Launcher
+from toolbox.engine.connect import EngineConfig
+from toolbox.machine.service import MachineService
 from ui.main_window import BrokenPage, MainWindow
 from ui.pages import Page, PageSpec
+from ui.session import EngineSession
+from ui.shell import Shell
 
 pytestmark = pytest.mark.engine
 
 
-def launch(qtbot, tasks, engine=None, context=None) -> tuple[MainWindow, Launcher]:
+def launch(qtbot, tasks, engine=None, context=None) -> tuple[MainWindow, Shell]:
     window = MainWindow(tasks, engine or "")
     qtbot.addWidget(window)
     window.show()
-    launcher = Launcher(window, tasks, argparse.Namespace(engine=engine, context=context))
-    launcher.connect()
+    args = argparse.Namespace(engine=engine, context=context)
+    launcher = Shell(window, tasks, MachineService(), args)
+    launcher.launch()
     return window, launcher
 
 
-def test_connects_to_docker_host_and_builds_only_the_shown_page(
+def test_connects_to_the_given_engine_and_builds_only_the_shown_page(
     qtbot, tasks, engine, monkeypatch
 ) -> None:
-    monkeypatch.setenv("DOCKER_HOST", engine.url)
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-    window, launcher = launch(qtbot, tasks)
+    window, launcher = launch(qtbot, tasks, engine=engine.url)
     qtbot.waitUntil(
         lambda: launcher.session is not None and launcher.session.connected, timeout=30_000
     )
@@ -105,4 +109,57 @@ def test_a_page_that_fails_to_build_is_reported_in_place(
     assert window.stack.currentWidget() is page
     window.select_page("containers")
     assert window.stack.currentWidget() is window.page("containers")
+    window.close()
+
+
+def test_session_gone_then_back_rebuilds_the_engine_pages(qtbot, tasks, engine) -> None:
+    window = MainWindow(tasks, "")
+    qtbot.addWidget(window)
+    window.show()
+    first = EngineSession(EngineConfig.from_url(engine.url), tasks)
+    first.start()
+    window.set_session(first)
+    old_page = window.page("containers")
+    assert old_page is not None
+    qtbot.waitUntil(lambda: old_page.model.rowCount() >= 0 and first.has_snapshot, timeout=30_000)
+
+    window.set_session(
+        None, "machine default", ("Machine default is stopped", "", "Start", "start")
+    )
+    first.close()
+    assert window.page("containers") is None  # shut down, not left on a dead session
+    assert window.stack.currentWidget() is window.waiting
+    assert window.waiting.title.text() == "Machine default is stopped"
+    assert window.waiting.button.isVisible()
+    with qtbot.waitSignal(window.placeholder_action, timeout=2000) as clicked:
+        qtbot.mouseClick(window.waiting.button, Qt.MouseButton.LeftButton)
+    assert clicked.args == ["start"]
+    window.select_page("images")  # every engine page shows the placeholder meanwhile
+    assert window.stack.currentWidget() is window.waiting
+
+    second = EngineSession(EngineConfig.from_url(engine.url), tasks)
+    second.start()
+    window.set_session(second)
+    window.select_page("containers")
+    page = window.page("containers")
+    assert page is not None and page is not old_page
+    assert page.session is second
+    assert window.stack.currentWidget() is page
+    qtbot.waitUntil(lambda: second.has_snapshot, timeout=30_000)
+    window.close()
+    second.close()
+
+
+def test_empty_home_shows_the_first_run(qtbot, tasks, monkeypatch) -> None:
+    monkeypatch.setattr("ui.shell.local_engine_answers", lambda environ=None: None)
+    window, launcher = launch(qtbot, tasks)
+    qtbot.waitUntil(lambda: window.page_key() == "machines", timeout=20_000)
+    page = window.page("machines")
+    assert page is not None
+    qtbot.waitUntil(lambda: page.stack.currentWidget() is page.create_panel, timeout=20_000)
+    assert page.create_panel.name_edit.text() == "default"
+    assert page.create_panel.create_button.isDefault()
+    assert launcher.session is None
+    window.select_page("containers")
+    assert window.waiting.title.text() == "No Docker machine yet"
     window.close()

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
@@ -122,6 +122,8 @@ class BulkRun:
 
 class ContainersPage(Page):
     """Table + toolbar + details; see the module docstring."""
+
+    needs_engine: ClassVar[bool] = True
 
     def __init__(self, context: PageContext, parent: QWidget | None = None):
         super().__init__(context, parent)

@@ -9,7 +9,7 @@ queue per engine so two removals never race; failures say what failed, why and w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence
@@ -46,6 +46,8 @@ def _names(items: list[str], limit: int = 5) -> str:
 
 class ImagesPage(ListPage):
     """Images table + toolbar; see the module docstring."""
+
+    needs_engine: ClassVar[bool] = True
 
     def __init__(self, context: PageContext, parent: QWidget | None = None):
         super().__init__(

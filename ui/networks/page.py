@@ -8,7 +8,7 @@ refused by the engine (there is no force for it), so the page names those contai
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtWidgets import QWidget
 
@@ -22,6 +22,8 @@ from ui.volumes.resource_page import ResourcePage, names_text
 
 class NetworksPage(ResourcePage):
     """Networks table + Create/Remove."""
+
+    needs_engine: ClassVar[bool] = True
 
     kind = "network"
     kinds = "networks"

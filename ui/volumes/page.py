@@ -8,7 +8,7 @@ so the page says which containers to remove first instead of offering a force th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtWidgets import QWidget
 
@@ -22,6 +22,8 @@ from ui.volumes.resource_page import ResourcePage, names_text
 
 class VolumesPage(ResourcePage):
     """Volumes table + Create/Remove."""
+
+    needs_engine: ClassVar[bool] = True
 
     kind = "volume"
     kinds = "volumes"

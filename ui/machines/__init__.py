@@ -1,0 +1,1 @@
+"""The Machines page: list, actions, and the guided create."""
