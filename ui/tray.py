@@ -95,6 +95,7 @@ class TrayController(QObject):
         self.window = window
         self.tasks = tasks
         self.service = service
+        self.shell: Any = None  # ui.shell.Shell when installed by install_desktop
         self.notifier = notifier
         self.preferences = preferences
         self.statuses: list[Any] = []
@@ -144,6 +145,11 @@ class TrayController(QObject):
         self.statuses_changed.emit(self.statuses)
 
     def start_machine(self, name: str) -> None:
+        shell = self.shell
+        if shell is not None:  # through the shell, so the window follows the machine
+            shell.start_machine(name, on_done=self.refresh)
+            QTimer.singleShot(0, self.refresh)
+            return
         self.tasks.run(
             lambda: self.service.start(name),
             lambda _spec: self.refresh(),
@@ -157,6 +163,11 @@ class TrayController(QObject):
     def stop_machine(self, name: str) -> None:
         if self.notifier is not None:
             self.notifier.expect_machine_stop(name)
+        shell = self.shell
+        if shell is not None:
+            shell.stop_machine(name)
+            QTimer.singleShot(0, self.refresh)
+            return
         self.tasks.run(
             lambda: self.service.stop(name),
             lambda _spec: self.refresh(),
@@ -315,11 +326,22 @@ def _install(app: QApplication, window: Any, tasks: TaskRunner, launcher: Any) -
     notifier = Notifier(
         None, fallback=(lambda text: status.showMessage(text, 10_000)) if status else None
     )
-    tray = TrayController(window, tasks, notifier=notifier)
+    shell = launcher if hasattr(launcher, "session_changed") else None
+    service = shell.machines if shell is not None else None
+    tray = TrayController(window, tasks, service=service, notifier=notifier)
+    tray.shell = shell
+    if shell is not None:
+        shell.machines_changed.connect(tray.refresh)
     window._desktop_tray = tray
     notifier.tray = tray.icon
     tray.icon.messageClicked.connect(notifier._clicked)
-    notifier.open_requested.connect(lambda _kind, _id: tray.open_window())
+
+    def open_requested(kind: str, _id: str) -> None:
+        tray.open_window()
+        if hasattr(window, "select_page"):
+            window.select_page("machines" if kind.startswith("machine") else "containers")
+
+    notifier.open_requested.connect(open_requested)
     if tray.available:
         app.setQuitOnLastWindowClosed(False)
     tray.start()
