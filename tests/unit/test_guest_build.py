@@ -12,6 +12,7 @@ import pytest
 from toolbox.errors import ImageError
 from toolbox.guest import build
 from toolbox.guest.images import LOCAL_IMAGE_NAME, ImageStore
+from toolbox.provision import clock
 
 
 def test_recipe_hash_is_stable_and_follows_every_field() -> None:
@@ -156,3 +157,28 @@ def test_cli_reports_an_up_to_date_image(
     )
     assert build.main(["--store", str(store.root)]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_the_engine_and_tools_can_be_baked_in() -> None:
+    baked, stock = build.recipe("amd64", engine=True), build.recipe("amd64", engine=False)
+    for package in ("docker.io", "apparmor", "sshfs", "fuse3"):
+        assert package in baked.packages and package not in stock.packages
+    assert "docker.service" in baked.enable and "docker.service" not in stock.enable
+    assert baked.digest() != stock.digest()
+
+
+def test_the_clock_sync_is_in_every_image() -> None:
+    for r in (build.recipe("amd64"), build.recipe("amd64", engine=False)):
+        files = dict(r.files)
+        assert files["usr/local/sbin/toolbox-clock-sync"] == clock.SCRIPT
+        assert files["etc/systemd/system/toolbox-clock-sync.timer"] == clock.TIMER
+        assert "OnUnitInactiveSec=10s" in clock.TIMER
+        assert "toolbox-clock-sync.timer" in r.enable
+
+
+def test_the_clock_sync_script_is_valid_sh(tmp_path: Path) -> None:
+    import subprocess
+
+    script = tmp_path / "sync"
+    script.write_text(clock.SCRIPT)
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0

@@ -35,6 +35,7 @@ from toolbox.errors import CommandError, ImageError, ToolboxError
 from toolbox.guest.download import Cancel, is_cancelled, raise_if_cancelled
 from toolbox.guest.images import LOCAL_IMAGE_NAME, CachedImage, ImageStore, host_arch
 from toolbox.progress import Progress, ProgressCallback
+from toolbox.provision import clock
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -42,7 +43,7 @@ SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 MIRROR_ENV = "TOOLBOX_DEBIAN_MIRROR"
 KERNEL_CMDLINE = "root=LABEL=root rw console=ttyS0,115200"
 DISK_SIZE = "6G"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 DEBIAN_TOOLS_HINT = "Install them with: sudo apt-get install mmdebstrap e2fsprogs qemu-utils"
 
 # What makes a working guest (measured): init, devices, sshd, the cloud kernel, networking,
@@ -65,6 +66,14 @@ PACKAGES = (
     "e2fsprogs",
     "less",
 )
+# Baked in with engine=True, so a machine made from the image provisions without the network
+# and in seconds (provisioning checks for them and skips the install): the engine as provisioning
+# installs it from Debian (docker.io; apparmor, without which no container starts), and sshfs
+# for shared folders. dockerd does not start in the chroot: mmdebstrap installs a
+# policy-rc.d that refuses service starts, and systemctl only links units there.
+ENGINE_PACKAGES = ("docker.io", "apparmor", "sshfs", "fuse3")
+# Whether images are built with them by default (the guest_image fixture, ./dev test).
+BAKE_ENGINE = False
 
 # Documentation and translations are dropped from the image (copyright files are kept).
 DPKG_OPTIONS = (
@@ -104,6 +113,11 @@ FILES: tuple[tuple[str, str], ...] = (
     ),
 )
 ENABLE_UNITS = ("systemd-networkd.service",)
+# With the engine baked in: dockerd starts at boot (provisioning restarts it with TLS).
+ENGINE_UNITS = ("docker.service",)
+# The guest clock follows the RTC after a pause or host sleep (toolbox.provision.clock).
+CLOCK_FILES = tuple((path.lstrip("/"), content) for path, content, _ in clock.FILES)
+CLOCK_UNITS = (clock.TIMER_UNIT,)
 MASK_UNITS = (
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
@@ -138,6 +152,10 @@ class Recipe:
     hold: tuple[str, ...]
     disk_size: str
     cmdline: str
+    # Groups removed after install: docker.io makes a "docker" group, and cloud-init then
+    # cannot create the machine's user "docker" (useradd refuses an existing group name), so
+    # no login works. Without it, the user's own group is "docker", as on a stock image.
+    remove_groups: tuple[str, ...] = ()
     version: int = RECIPE_VERSION
 
     def digest(self) -> str:
@@ -145,16 +163,18 @@ class Recipe:
         return hashlib.sha256(data).hexdigest()[:16]
 
 
-def recipe(arch: str | None = None) -> Recipe:
+def recipe(arch: str | None = None, engine: bool = BAKE_ENGINE) -> Recipe:
+    """The image's recipe; ``engine`` bakes the engine and tools in (the default)."""
     arch = arch or host_arch()
+    packages = (*PACKAGES, *ENGINE_PACKAGES) if engine else PACKAGES
     return Recipe(
         suite=SUITE,
         arch=arch,
-        packages=tuple(p.format(arch=arch) for p in PACKAGES),
+        packages=tuple(p.format(arch=arch) for p in packages),
         dpkg_options=DPKG_OPTIONS,
-        files=FILES,
+        files=FILES + CLOCK_FILES,
         edits=EDITS,
-        enable=ENABLE_UNITS,
+        enable=ENABLE_UNITS + CLOCK_UNITS + (ENGINE_UNITS if engine else ()),
         mask=MASK_UNITS,
         remove=REMOVE_GLOBS,
         # The kernel boots from outside the disk: keep apt from swapping it for one whose
@@ -162,6 +182,7 @@ def recipe(arch: str | None = None) -> Recipe:
         hold=(f"linux-image-cloud-{arch}",),
         disk_size=DISK_SIZE,
         cmdline=KERNEL_CMDLINE,
+        remove_groups=("docker",) if engine else (),
     )
 
 
@@ -331,6 +352,8 @@ def configure_rootfs(r: Recipe, rootfs: Path, log: Path) -> tuple[Path, Path]:
         link.symlink_to("/dev/null")
     if r.hold:
         _chroot(rootfs, "apt-mark", "hold", *r.hold, log=log)
+    for group in r.remove_groups:
+        _chroot(rootfs, "groupdel", group, log=log)
     kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
     initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
     if len(kernels) != 1 or len(initrds) != 1:

@@ -24,6 +24,7 @@ from toolbox.errors import (
 )
 from toolbox.progress import Progress, ProgressCallback
 from toolbox.provision import certs as certs_mod
+from toolbox.provision import clock
 from toolbox.provision import engine as eng
 from toolbox.ssh.client import GuestSSH
 
@@ -387,6 +388,25 @@ def _service_verify(run: ProvisionRun) -> bool:
     return active.stdout.strip() == "active"
 
 
+# -- guest clock -------------------------------------------------------------------------------
+
+
+def _clock_check(run: ProvisionRun) -> bool:
+    for path, content, _ in clock.FILES:
+        if run.ssh.read_text(path) != content:
+            return False
+    enabled = run.ssh.run(f"systemctl is-enabled {clock.TIMER_UNIT}", 30, check=False)
+    active = run.ssh.run(f"systemctl is-active {clock.TIMER_UNIT}", 30, check=False)
+    return enabled.stdout.strip() == "enabled" and active.stdout.strip() == "active"
+
+
+def _clock_apply(run: ProvisionRun) -> None:
+    for path, content, mode in clock.FILES:
+        run.ssh.upload(content.encode(), path, mode=mode, sudo=True)
+    run.ssh.run("systemctl daemon-reload", 120, sudo=True)
+    run.ssh.run(f"systemctl enable --now {clock.TIMER_UNIT}", 120, sudo=True)
+
+
 # -- ready -----------------------------------------------------------------------------------------
 
 
@@ -409,6 +429,15 @@ STEPS: tuple[Step, ...] = (
         _hostname_apply,
         _hostname_check,
         "The guest refused to change its hostname; check that sudo works for the guest user.",
+    ),
+    Step(
+        "clock",
+        "Keeping the guest clock with the host's",
+        _clock_check,
+        _clock_apply,
+        _clock_check,
+        "systemd in the guest did not start toolbox-clock-sync.timer; see "
+        "`systemctl status toolbox-clock-sync.timer` in the guest (`toolbox ssh`).",
     ),
     Step(
         "engine",
