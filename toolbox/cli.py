@@ -467,7 +467,6 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(ssh, argv)
-    return 0  # pragma: no cover - exec does not return
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QLineEdit,
     QMainWindow,
+    QMenu,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -156,7 +157,8 @@ def install_preferences_action(window: QMainWindow) -> QAction:
     action.setShortcut(QKeySequence("Ctrl+,"))
     action.setMenuRole(QAction.MenuRole.PreferencesRole)
     action.triggered.connect(lambda: open_preferences(window))
-    menu.addAction(action)  # type: ignore[union-attr]
+    if isinstance(menu, QMenu):
+        menu.addAction(action)
     window.addAction(action)
     return action
 

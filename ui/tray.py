@@ -277,13 +277,16 @@ class TrayController(QObject):
         for name in running:
             if self.notifier is not None:
                 self.notifier.expect_machine_stop(name)
-            self.tasks.run(
-                lambda n=name: self.service.stop(n),
-                lambda _spec, n=name: done(n),
-                lambda _error, n=name: done(n),
-                key=f"machine:{name}",
-                what=f"Stop {name}",
-            )
+            self._stop_for_quit(name, done)
+
+    def _stop_for_quit(self, name: str, done: Callable[[str], None]) -> None:
+        self.tasks.run(
+            lambda: self.service.stop(name),
+            lambda _spec: done(name),
+            lambda _error: done(name),
+            key=f"machine:{name}",
+            what=f"Stop {name}",
+        )
 
     def _exit(self) -> None:
         self.icon.hide()
@@ -318,7 +321,8 @@ def _install(app: QApplication, window: Any, tasks: TaskRunner, launcher: Any) -
     from ui.theme import apply_theme
 
     if getattr(window, "_desktop_tray", None) is not None:
-        return window._desktop_tray  # type: ignore[no-any-return]
+        tray: TrayController = window._desktop_tray
+        return tray
     apply_theme(app, Preferences.load().theme)
     if hasattr(window, "menuBar"):
         install_preferences_action(window)
