@@ -52,24 +52,18 @@ DEFAULT_MACHINE = "default"
 def engine_config(
     engine: str | None, context: str | None, environ: Mapping[str, str] = os.environ
 ) -> EngineConfig:
-    """Resolve the engine settings (imports docker-py: call it off the GUI thread)."""
-    from toolbox.engine.connect import EngineConfig
+    """Resolve the engine settings like the docker CLI (``toolbox.engine.resolve``; imports
+    docker-py: call it off the GUI thread)."""
+    from toolbox.engine.resolve import engine_config as resolve
 
-    if engine:
-        cert_path = environ.get("DOCKER_CERT_PATH") or None
-        verify = bool(environ.get("DOCKER_TLS_VERIFY")) or cert_path is not None
-        return EngineConfig.from_url(engine, cert_path=cert_path, verify=verify)
-    if context:
-        return EngineConfig.from_context(context)
-    return EngineConfig.current(environ)
+    return resolve(engine, context, environ)
 
 
 def machine_config(service: MachineService, name: str) -> EngineConfig:
     """The machine's engine over its loopback forward, with its client certificate."""
-    from toolbox.engine.connect import EngineConfig
+    from toolbox.engine.resolve import engine_config_for_machine
 
-    env = service.env(name)
-    return EngineConfig.from_url(env.host, cert_path=str(env.cert_path), verify=True)
+    return engine_config_for_machine(service, name)
 
 
 def local_engine_answers(environ: Mapping[str, str] = os.environ) -> str | None:

@@ -51,9 +51,13 @@ def test_engine_label_before_resolution() -> None:
 
 
 def test_engine_config_resolution(tmp_path) -> None:
-    config = engine_config("tcp://127.0.0.1:2376", None, {"DOCKER_CERT_PATH": str(tmp_path)})
+    env = {"DOCKER_CERT_PATH": str(tmp_path), "DOCKER_TLS_VERIFY": "1"}
+    config = engine_config("tcp://127.0.0.1:2376", None, env)
     assert config.url == "tcp://127.0.0.1:2376"
     assert config.tls_ca == tmp_path / "ca.pem" and config.tls_verify
+    # Like the docker CLI: a cert path alone is TLS without verifying the server.
+    unverified = engine_config("tcp://127.0.0.1:2376", None, {"DOCKER_CERT_PATH": str(tmp_path)})
+    assert unverified.tls_ca == tmp_path / "ca.pem" and not unverified.tls_verify
     plain = engine_config(None, None, {"DOCKER_HOST": "unix:///tmp/x.sock"})
     assert plain.url == "unix:///tmp/x.sock"
 
