@@ -172,11 +172,11 @@ class Shell(QObject):
     def show_first_run(self) -> None:
         """No machine yet: the Machines page with its guided create."""
         detail = "Create your Docker machine on the Machines page: it takes a few minutes."
-        self.window.set_session(
-            None,
-            "no machine",
-            ("No Docker machine yet", detail, "Create a machine…", "machines"),
-        )
+        placeholder = ("No Docker machine yet", detail, "Create a machine…", "machines")
+        if self.local_engine:  # Linux with a working local engine: offer it as well
+            detail += f" A local Docker engine answers at {self.local_engine}: use it meanwhile?"
+            placeholder = ("No Docker machine yet", detail, "Use the local engine", "local")
+        self.window.set_session(None, "no machine", placeholder)
         self.window.select_page("machines")
 
     # -- machines -------------------------------------------------------------------------
@@ -298,6 +298,8 @@ class Shell(QObject):
             self.start_machine(self.choice[8:])
         elif action == "machines":
             self.window.select_page("machines")
+        elif action == "local" and self.local_engine:
+            self.use_local()
         elif action == "retry":
             self.launch()
 

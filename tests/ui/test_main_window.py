@@ -163,3 +163,22 @@ def test_empty_home_shows_the_first_run(qtbot, tasks, monkeypatch) -> None:
     window.select_page("containers")
     assert window.waiting.title.text() == "No Docker machine yet"
     window.close()
+
+
+def test_first_run_offers_a_local_engine_that_answers(qtbot, tasks, engine, monkeypatch) -> None:
+    monkeypatch.setattr("ui.shell.local_engine_answers", lambda environ=None: engine.url)
+    window, launcher = launch(qtbot, tasks)
+    qtbot.waitUntil(lambda: window.page_key() == "machines", timeout=20_000)
+    window.select_page("containers")
+    assert window.waiting.button.text() == "Use the local engine"
+    qtbot.mouseClick(window.waiting.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: launcher.session is not None and launcher.session.connected, timeout=30_000
+    )
+    assert launcher.session.config.url == engine.url
+    qtbot.waitUntil(lambda: window.page("containers") is not None, timeout=10_000)
+    from ui import settings
+
+    assert settings.remembered_engine() == "local"
+    window.close()
+    launcher.shutdown()
