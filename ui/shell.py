@@ -114,6 +114,10 @@ class Shell(QObject):
         self.starting: set[str] = set()
         window.shell = self
         window.placeholder_action.connect(self._placeholder_action)
+        from ui.engine_switcher import EngineSwitcher
+
+        self.switcher = EngineSwitcher(self, window)
+        window.statusBar().addPermanentWidget(self.switcher)
         self._retry_hooked = False
 
     @property

@@ -182,3 +182,24 @@ def test_first_run_offers_a_local_engine_that_answers(qtbot, tasks, engine, monk
     assert settings.remembered_engine() == "local"
     window.close()
     launcher.shutdown()
+
+
+def test_engine_switcher_lists_machines_and_the_local_engine(
+    qtbot, tasks, engine, monkeypatch
+) -> None:
+    from ui import settings
+
+    monkeypatch.setattr("ui.shell.local_engine_answers", lambda environ=None: engine.url)
+    window, launcher = launch(qtbot, tasks)
+    switcher = launcher.switcher
+    switcher.refresh()
+    qtbot.waitUntil(lambda: bool(switcher.choices), timeout=20_000)
+    assert [c.key for c in switcher.choices] == ["local"]
+    switcher.choose("local")
+    qtbot.waitUntil(
+        lambda: launcher.session is not None and launcher.session.connected, timeout=30_000
+    )
+    assert settings.remembered_engine() == "local"
+    assert "Engine:" in switcher.text()
+    window.close()
+    launcher.shutdown()
