@@ -14,6 +14,7 @@ server shows) to ``docs/screenshots/``:
     run-dialog.png          the Run dialog showing a validation error
     volumes.png, networks.png
     engine-unreachable.png  the banner after the engine went away
+    first-run.png           the guided create a new user sees (empty TOOLBOX_HOME)
 
 Nothing here touches the user's folders: TOOLBOX_HOME and DOCKER_CONFIG point at a temp dir.
 
@@ -372,7 +373,25 @@ def shoot(daemon: Any, demo: Demo, out: Path) -> int:
 
     window.close()
     session.close()
-    tasks.shutdown(10_000)
+
+    # First run: a fresh window and shell on this run's empty TOOLBOX_HOME, as a new user sees.
+    import argparse
+
+    from ui.shell import Shell
+
+    first = MainWindow(tasks, "")
+    first.resize(WIDTH, HEIGHT)
+    first.move(40, 40)
+    first.show()
+    shell = Shell(first, tasks, None, argparse.Namespace(engine=None, context=None))
+    shell.launch()
+    shots.wait(lambda: first.page("machines") is not None, "the first-run page")
+    machines: Any = first.page("machines")
+    panel = machines.create_panel
+    shots.wait(panel.create_button.isEnabled, "the hypervisor probe", timeout=60)
+    shots.grab(first, "first-run.png")
+    first.close()
+    shell.shutdown()
     return 0
 
 
@@ -403,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TOOLBOX_HOME"] = str(work / "home")
     os.environ["DOCKER_CONFIG"] = str(work / "docker-config")
     from tests import harness
+    from ui import settings
+
+    settings.use_settings_file(work / "settings.ini")  # never the user's preferences
 
     common.heading("screenshots: a private engine and registry with a demo project")
     daemon = harness.PrivateDockerd()
