@@ -32,8 +32,9 @@ RESOURCE_SUFFIXES = (".svg", ".png", ".icns", ".ico")
 RESOURCE_DIRS = ("app", "icons")
 
 # Qt modules the GUI imports; every other PySide6 module is excluded so its Qt libraries
-# stay out of the bundle. tests/unit/test_packaging.py checks ui/ and resources/ against it.
-QT_MODULES_USED = ("QtCore", "QtGui", "QtWidgets", "QtSvg")
+# stay out of the bundle (QtNetwork: the single-instance socket). tests/unit/test_packaging.py
+# checks ui/ and resources/ against it.
+QT_MODULES_USED = ("QtCore", "QtGui", "QtWidgets", "QtSvg", "QtNetwork")
 QT_MODULES_KNOWN = (
     # PySide6-Essentials
     "QtConcurrent", "QtCore", "QtDBus", "QtDesigner", "QtGui", "QtHelp", "QtNetwork",

@@ -616,7 +616,7 @@ def test_excluded_qt_modules_are_ones_the_app_never_imports() -> None:
         m.removeprefix("PySide6.") for m in bundle.app_excludes() if m.startswith("PySide6.")
     }
     assert not excluded & used
-    assert {"QtQml", "QtQuick", "QtNetwork", "QtWebEngineCore", "QtPdf"} <= excluded
+    assert {"QtQml", "QtQuick", "QtWebEngineCore", "QtPdf"} <= excluded
     assert "PySide6" in bundle.cli_excludes() and "ui" in bundle.cli_excludes()
 
 
