@@ -783,12 +783,20 @@ class QemuDriver(Driver):
             try:
                 self._launch(spec, cfg, accel)
             except DriverError as exc:
+                verdict_now = AccelVerdict(accel, False, _now(), exc.message)
+                if accel != "tcg" and _crashed(exc.message):
+                    # QEMU itself died under the accelerator (kvm_buf_set_msrs assertion seen
+                    # on Linux 6.18 hosts): a verdict like a hang, remembered for this host.
+                    self.accel_cache.put(key, verdict_now)
                 if last:
                     raise
-                # The accelerator refused to start (e.g. no WHPX, no permission): not cached,
-                # it is cheap to try again and the user may fix it.
-                report(Progress("vm.start", f"{accel} is not usable here, trying the next"))
-                self.last_probe.append(AccelVerdict(accel, False, _now(), exc.message))
+                # Otherwise the accelerator refused to start (e.g. no WHPX, no permission):
+                # not cached, it is cheap to try again and the user may fix it.
+                if _crashed(exc.message):
+                    report(Progress("vm.start", f"QEMU crashed under {accel}; falling back"))
+                else:
+                    report(Progress("vm.start", f"{accel} is not usable here, trying the next"))
+                self.last_probe.append(verdict_now)
                 continue
             verdict = self.accel_cache.get(key, accel)
             if accel == "tcg" or forced or (verdict is not None and verdict.works):
@@ -804,8 +812,9 @@ class QemuDriver(Driver):
                 self._save_config(spec, replace(cfg, accel=accel))
                 report(Progress("vm.start", f"QEMU is running ({accel})", done=True))
                 return
-            if self._running_pid(spec) is not None:
-                # Started but made no progress: it hangs on this host. Remember it.
+            if self._running_pid(spec) is not None or _crashed(detail):
+                # Started but made no progress (it hangs on this host), or died under the
+                # accelerator: remember it.
                 self.accel_cache.put(key, v)
             self._hard_stop(spec)
             report(Progress("vm.start", f"{accel} {detail}; falling back to the next"))
@@ -1162,3 +1171,12 @@ __all__ = [
     "parse_accel_help",
     "parse_version",
 ]
+
+
+#: What QEMU prints when it dies under an accelerator rather than refusing it.
+_CRASH_MARKERS = ("Assertion", "assertion failed", "core dumped", "Aborted", "SIGABRT")
+
+
+def _crashed(text: str) -> bool:
+    """Whether QEMU's output says the process crashed (an abort), not a refusal."""
+    return any(marker in text for marker in _CRASH_MARKERS)
