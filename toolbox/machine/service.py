@@ -180,6 +180,12 @@ def console_log_path(name: str) -> Path:
     return paths.log_dir() / "machines" / validate_name(name) / "console.log"
 
 
+def provision_log_path(name: str) -> Path:
+    """The machine's provisioning log (every create/provision step and its output), next to
+    the console log in the user log dir."""
+    return paths.log_dir() / "machines" / validate_name(name) / "provision.log"
+
+
 class _Phases:
     """Times each phase and reports its start and end as ``Progress``."""
 
