@@ -115,3 +115,21 @@ def guest_image() -> CachedImage:
     except ToolboxError as exc:
         pytest.fail(f"Cannot build the guest image: {exc}\nhint: {exc.hint}", pytrace=False)
     return image
+
+
+@pytest.fixture(scope="session")
+def engine_guest_image() -> CachedImage:
+    """The same image with the engine, sshfs and AppArmor baked in (``toolbox image build
+    --engine``): provisioning finds them and skips the install, so a machine made from it is
+    ready about a minute after boot instead of several. For VM tests that do not test the
+    install itself."""
+    from toolbox.errors import ToolboxError
+    from toolbox.guest.build import ensure_built
+    from toolbox.guest.images import LOCAL_ENGINE_IMAGE_NAME, ImageStore
+
+    store = ImageStore(dev_cache() / "guest-images")
+    try:
+        image, _ = ensure_built(store, LOCAL_ENGINE_IMAGE_NAME, engine=True)
+    except ToolboxError as exc:
+        pytest.fail(f"Cannot build the engine image: {exc}\nhint: {exc.hint}", pytrace=False)
+    return image

@@ -577,8 +577,10 @@ def cmd_image_rm(args: argparse.Namespace) -> int:
 
 def cmd_image_build(args: argparse.Namespace) -> int:
     from toolbox.guest.build import build_image
+    from toolbox.guest.images import LOCAL_ENGINE_IMAGE_NAME, LOCAL_IMAGE_NAME
 
-    kwargs: dict[str, Any] = {"name": args.name, "store": _service(args).images}
+    name = args.name or (LOCAL_ENGINE_IMAGE_NAME if args.engine else LOCAL_IMAGE_NAME)
+    kwargs: dict[str, Any] = {"name": name, "store": _service(args).images, "engine": args.engine}
     if args.mirror:
         kwargs["mirror"] = args.mirror
     if args.arch:
@@ -751,7 +753,15 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="build a Debian 12 guest image locally (Linux, mmdebstrap)"
     )
     ip.set_defaults(handler=cmd_image_build)
-    ip.add_argument("--name", default="debian-12-local", help="name in the cache")
+    ip.add_argument(
+        "--name", help="name in the cache (default debian-12-local, with --engine -engine)"
+    )
+    ip.add_argument(
+        "--engine",
+        action="store_true",
+        help="bake the engine, sshfs and AppArmor in: machines from it provision offline in "
+        "seconds",
+    )
     ip.add_argument("--mirror", help="Debian mirror (default: http://deb.debian.org/debian)")
     ip.add_argument("--arch", help="amd64 or arm64 (default: this host's)")
     ip = images.add_parser("import", help="add a disk image file to the cache")

@@ -89,6 +89,10 @@ class DriverError(ToolboxError):
     exit_code = EXIT_DRIVER
 
 
+class PortTaken(DriverError):
+    """The host would not let the hypervisor bind a forward's port (taken, or privileged)."""
+
+
 class SSHError(ToolboxError):
     """SSH to a guest failed."""
 

@@ -41,6 +41,7 @@ class FakeDriver(Driver):
     states: dict[str, VMState] = field(default_factory=dict)
     saved_forwards: dict[str, list[Forward]] = field(default_factory=dict)
     started_with: list[tuple[Forward, ...]] = field(default_factory=list)
+    live: dict[str, list[Forward]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     fail_start: int = 0
 
@@ -104,6 +105,19 @@ class FakeDriver(Driver):
         self.calls.append(f"remove_forward {spec.name} {name}")
         current = self.saved_forwards.get(spec.name, [])
         self.saved_forwards[spec.name] = [f for f in current if f.name != name]
+
+    def live_forwards(self, spec: VMSpec) -> list[Forward]:
+        if self.state(spec) is not VMState.RUNNING:
+            return []
+        return self.forwards(spec) + list(self.live.get(spec.name, []))
+
+    def open_forward(self, spec: VMSpec, forward: Forward) -> None:
+        self.calls.append(f"open_forward {spec.name} {forward.name}")
+        self.live.setdefault(spec.name, []).append(forward)
+
+    def close_forward(self, spec: VMSpec, forward: Forward) -> None:
+        self.calls.append(f"close_forward {spec.name} {forward.name}")
+        self.live[spec.name] = [f for f in self.live.get(spec.name, []) if f != forward]
 
 
 @dataclass

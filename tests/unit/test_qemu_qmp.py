@@ -136,3 +136,36 @@ def test_address_needs_exactly_one_of_path_and_port() -> None:
         QMPAddress()
     with pytest.raises(ValueError):
         QMPAddress(path=Path("/x"), port=1)
+
+
+def test_live_forwards_are_read_back_from_info_usernet(qemu_unix: QMPAddress) -> None:
+    """The host agent rebuilds what is forwarded from the hypervisor, not from memory: a
+    real QEMU's ``info usernet`` after hostfwd_add, parsed; a taken port is refused."""
+    from toolbox.drivers.qemu import parse_usernet
+
+    tcp, udp = free_port(), free_port()
+    with QMPClient(qemu_unix) as q:
+        assert q.hmp(f"hostfwd_add net0 tcp:127.0.0.1:{tcp}-:8080").strip() == ""
+        assert q.hmp(f"hostfwd_add net0 udp:127.0.0.1:{udp}-:53").strip() == ""
+        # The same host port again: QEMU cannot bind it and says so as text.
+        refused = q.hmp(f"hostfwd_add net0 tcp:127.0.0.1:{tcp}-:9090")
+        assert "could not" in refused.lower()
+        found = {
+            (f.protocol, f.host_ip, f.host_port, f.guest_port)
+            for f in parse_usernet(q.hmp("info usernet"))
+        }
+    assert found == {("tcp", "127.0.0.1", tcp, 8080), ("udp", "127.0.0.1", udp, 53)}
+
+
+def test_info_usernet_recorded_output_is_parsed() -> None:
+    from toolbox.drivers.qemu import parse_usernet
+
+    text = (Path(__file__).resolve().parents[1] / "data" / "qemu" / "info-usernet.txt").read_text()
+    got = [(f.name, f.protocol, f.host_ip, f.host_port, f.guest_port) for f in parse_usernet(text)]
+    # A connection in progress (ESTABLISHED) is not a forward; "*" is every address.
+    assert got == [
+        ("live-tcp-18081", "tcp", "0.0.0.0", 18081, 18081),
+        ("live-tcp-27437", "tcp", "127.0.0.1", 27437, 22),
+        ("live-tcp-27008", "tcp", "127.0.0.1", 27008, 2376),
+        ("live-udp-15353", "udp", "127.0.0.1", 15353, 15353),
+    ]

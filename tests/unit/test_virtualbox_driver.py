@@ -608,3 +608,31 @@ def test_vboxmanage_calls_are_serialised_by_the_file_lock(tmp_path: Path) -> Non
     for t in threads:
         t.join(timeout=30)
     assert peak == 1
+
+
+def test_live_only_forwards_use_controlvm_and_clean_a_stopped_vm(
+    replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
+) -> None:
+    """The host agent's forwards for published container ports (VirtualBox cannot be
+    installed on the CI machines: exact argv against recorded showvminfo output)."""
+    drv = make_driver(replay, clock, tmp_path)
+    web = Forward("live-tcp-8080", 8080, 8080)
+    dns = Forward("live-udp-5353", 5353, 5353, "udp")
+    replay.expect(vb("controlvm", VM, "natpf1", "live-tcp-8080,tcp,127.0.0.1,8080,,8080"))
+    drv.open_forward(spec, web)
+    replay.expect(vb("controlvm", VM, "natpf1", "live-udp-5353,udp,127.0.0.1,5353,,5353"))
+    drv.open_forward(spec, dns)
+    # Running: what the NAT has now; stopped: nothing is live.
+    replay.expect(info("running"))
+    assert [f.name for f in drv.live_forwards(spec)] == ["engine", "ssh"]
+    replay.expect(info("poweroff"))
+    assert drv.live_forwards(spec) == []
+    # A rule the recorded VM does not have: nothing to delete.
+    replay.expect(info("running"))
+    drv.close_forward(spec, web)
+    # controlvm rules are saved with the VM: a stopped VM gets them deleted from its settings.
+    replay.expect(info("poweroff"), vb("modifyvm", VM, "--natpf1", "delete", "ssh"))
+    drv.close_forward(spec, Forward("ssh", 22, 52222))
+    replay.expect(info("running"), vb("controlvm", VM, "natpf1", "delete", "engine"))
+    drv.close_forward(spec, Forward("engine", 2376, 52376))
+    replay.done()

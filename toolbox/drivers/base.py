@@ -165,6 +165,25 @@ class Driver(ABC):
     def remove_forward(self, spec: VMSpec, name: str) -> None:
         """Remove a forward by name; live when running and supported."""
 
+    # Live-only forwards: what the host agent opens for containers' published ports. They
+    # live as long as the hypervisor process (never in the VM's saved configuration, so a
+    # start never binds a port for a container that is not running yet).
+
+    @abstractmethod
+    def live_forwards(self, spec: VMSpec) -> list[Forward]:
+        """The forwards the running hypervisor has now, saved and live-only alike (empty when
+        the VM is not running). Names of live-only ones are synthetic (``live-tcp-8080``)
+        where the hypervisor keeps none."""
+
+    @abstractmethod
+    def open_forward(self, spec: VMSpec, forward: Forward) -> None:
+        """Add a forward to the running VM without saving it; ``PortTaken`` when the host
+        refuses the port."""
+
+    @abstractmethod
+    def close_forward(self, spec: VMSpec, forward: Forward) -> None:
+        """Remove a live-only forward from the running VM (gone already is fine)."""
+
 
 def merge_forwards(saved: list[Forward], wanted: tuple[Forward, ...]) -> list[Forward]:
     """Forwards for a start: the saved ones, with those named in the spec taking precedence.

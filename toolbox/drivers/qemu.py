@@ -45,7 +45,7 @@ from toolbox.drivers.base import (
     merge_forwards,
 )
 from toolbox.drivers.qmp import QMPAddress, QMPClient, QMPError, escape_option
-from toolbox.errors import CommandError, DriverError, NotFoundError
+from toolbox.errors import CommandError, DriverError, NotFoundError, PortTaken
 from toolbox.process import Runner, SubprocessRunner
 from toolbox.progress import Progress, ProgressCallback
 
@@ -265,6 +265,22 @@ def hostfwd_rule(fwd: Forward) -> str:
 
 def hostfwd_remove_rule(fwd: Forward) -> str:
     return f"{fwd.protocol}:{fwd.host_ip}:{fwd.host_port}"
+
+
+_USERNET_FORWARD = re.compile(
+    r"^\s*(TCP|UDP)\[HOST_FORWARD\]\s+-?\d+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)", re.MULTILINE
+)
+
+
+def parse_usernet(text: str) -> list[Forward]:
+    """The host forwards in ``info usernet`` output (libslirp's connection table): lines like
+    ``  TCP[HOST_FORWARD]  13  127.0.0.1  2222  10.0.2.15  22  0  0``; ``*`` is any address."""
+    out: list[Forward] = []
+    for proto, src, sport, _dst, dport in _USERNET_FORWARD.findall(text):
+        protocol = proto.lower()
+        host_ip = "0.0.0.0" if src in ("*", "0.0.0.0") else src
+        out.append(Forward(f"live-{protocol}-{sport}", int(dport), int(sport), protocol, host_ip))
+    return out
 
 
 def cpu_model(arch: str, accel: str) -> str | None:
@@ -1116,6 +1132,37 @@ class QemuDriver(Driver):
                 )
         forwards = tuple(f for f in cfg.forwards if f.name != name)
         self._save_config(spec, replace(cfg, forwards=forwards))
+
+    def live_forwards(self, spec: VMSpec) -> list[Forward]:
+        if self._running_pid(spec) is None:
+            return []
+        saved = {(f.protocol, f.host_ip, f.host_port): f for f in self.forwards(spec)}
+        with self._qmp(spec) as q:
+            text = q.hmp("info usernet")
+        return [saved.get((f.protocol, f.host_ip, f.host_port), f) for f in parse_usernet(text)]
+
+    def open_forward(self, spec: VMSpec, forward: Forward) -> None:
+        if self._running_pid(spec) is None:
+            raise DriverError(f"Machine {spec.name} is not running", hint="Start it first.")
+        with self._qmp(spec) as q:
+            out = q.hmp(f"hostfwd_add {NETDEV_ID} {hostfwd_rule(forward)}").strip()
+        if out and any(word in out.lower() for word in _HOSTFWD_ERRORS):
+            # QEMU says only "Could not set up host forwarding rule": the bind failed.
+            raise PortTaken(
+                f"QEMU could not bind {forward.host_ip}:{forward.host_port}/{forward.protocol}: "
+                f"{out}",
+                hint="Another program holds the port, or the host refuses it.",
+            )
+
+    def close_forward(self, spec: VMSpec, forward: Forward) -> None:
+        if self._running_pid(spec) is None:
+            return
+        with self._qmp(spec) as q:
+            self._hmp_fwd(
+                q,
+                f"hostfwd_remove {NETDEV_ID} {hostfwd_remove_rule(forward)}",
+                ok_missing=True,
+            )
 
     def _require_config(self, spec: VMSpec) -> QemuConfig:
         cfg = self._load_config(spec)

@@ -825,6 +825,25 @@ class VirtualBoxDriver(Driver):
             )
         self._natpf(spec, parse_state(info).is_up, "delete", name)
 
+    def live_forwards(self, spec: VMSpec) -> list[Forward]:
+        info = self._info(spec)
+        if info is None or not parse_state(info).is_up:
+            return []
+        return parse_forwards(info)
+
+    def open_forward(self, spec: VMSpec, forward: Forward) -> None:
+        # VirtualBox's NAT binds the port later and only logs a failure in VBox.log, so the
+        # caller checks that the port is free first (the host agent does).
+        self.vbm.run("controlvm", vm_name(spec.name), "natpf1", natpf_rule(forward))
+
+    def close_forward(self, spec: VMSpec, forward: Forward) -> None:
+        # controlvm changes are saved with the VM too: a stopped VM gets the rule deleted
+        # from its settings, so no start ever binds a container's port by itself.
+        info = self._info(spec)
+        if info is None or not any(f.name == forward.name for f in parse_forwards(info)):
+            return
+        self._natpf(spec, parse_state(info).is_up, "delete", forward.name)
+
     def _natpf(self, spec: VMSpec, live: bool, *rule: str) -> None:
         name = vm_name(spec.name)
         if live:

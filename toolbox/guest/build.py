@@ -33,7 +33,13 @@ from pathlib import Path
 from toolbox import paths
 from toolbox.errors import CommandError, ImageError, ToolboxError
 from toolbox.guest.download import Cancel, is_cancelled, raise_if_cancelled
-from toolbox.guest.images import LOCAL_IMAGE_NAME, CachedImage, ImageStore, host_arch
+from toolbox.guest.images import (
+    LOCAL_ENGINE_IMAGE_NAME,
+    LOCAL_IMAGE_NAME,
+    CachedImage,
+    ImageStore,
+    host_arch,
+)
 from toolbox.progress import Progress, ProgressCallback
 from toolbox.provision import clock
 
@@ -72,7 +78,9 @@ PACKAGES = (
 # for shared folders. dockerd does not start in the chroot: mmdebstrap installs a
 # policy-rc.d that refuses service starts, and systemctl only links units there.
 ENGINE_PACKAGES = ("docker.io", "apparmor", "sshfs", "fuse3")
-# Whether images are built with them by default (the guest_image fixture, ./dev test).
+# Whether ``toolbox image build`` bakes them in by default. The stock build (without) is what
+# the provisioning tests install onto; ``--engine`` builds ``debian-12-local-engine``, which the
+# other VM tests use (the ``engine_guest_image`` fixture) so they skip the minutes of apt.
 BAKE_ENGINE = False
 
 # Documentation and translations are dropped from the image (copyright files are kept).
@@ -186,9 +194,9 @@ def recipe(arch: str | None = None, engine: bool = BAKE_ENGINE) -> Recipe:
     )
 
 
-def recipe_hash(arch: str | None = None) -> str:
+def recipe_hash(arch: str | None = None, engine: bool = BAKE_ENGINE) -> str:
     """The current recipe's hash for ``arch``: a cached build with another hash is stale."""
-    return recipe(arch).digest()
+    return recipe(arch, engine).digest()
 
 
 def source_lines(mirror: str, suite: str = SUITE) -> list[str]:
@@ -404,13 +412,16 @@ def build_image(
     *,
     store: ImageStore | None = None,
     cancel: Cancel | None = None,
+    engine: bool = BAKE_ENGINE,
 ) -> CachedImage:
     """Build Debian 12 with cloud-init from packages and cache it as ``name``.
 
     ``mirror`` defaults to ``$TOOLBOX_DEBIAN_MIRROR`` or ``http://deb.debian.org/debian``.
     Takes a minute or two; reports progress by phase (``build.bootstrap`` ...).
     """
-    image, _ = _build_locked(store or ImageStore(), name, arch, mirror, progress, cancel, False)
+    image, _ = _build_locked(
+        store or ImageStore(), name, arch, mirror, progress, cancel, False, engine
+    )
     return image
 
 
@@ -420,13 +431,14 @@ def ensure_built(
     progress: ProgressCallback | None = None,
     mirror: str | None = None,
     cancel: Cancel | None = None,
+    engine: bool = BAKE_ENGINE,
 ) -> tuple[CachedImage, bool]:
     """The cached build of the current recipe, building it when missing or stale.
     Returns the image and whether it was built now."""
-    want = recipe_hash()
+    want = recipe_hash(engine=engine)
     if store.exists(name) and store.get(name).recipe == want:
         return store.get(name), False
-    return _build_locked(store, name, None, mirror, progress, cancel, True)
+    return _build_locked(store, name, None, mirror, progress, cancel, True, engine)
 
 
 def _build_locked(
@@ -437,11 +449,12 @@ def _build_locked(
     progress: ProgressCallback | None,
     cancel: Cancel | None,
     reuse: bool,
+    engine: bool = BAKE_ENGINE,
 ) -> tuple[CachedImage, bool]:
     arch = arch or host_arch()
     mirror = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
     report = progress or (lambda _: None)
-    r = recipe(arch)
+    r = recipe(arch, engine)
     with store.lock(name):
         if reuse and store.exists(name) and store.get(name).recipe == r.digest():
             return store.get(name), False  # built by another process while we waited
@@ -564,20 +577,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m toolbox.guest.build``: build (or reuse) the local image, printing phases."""
     parser = argparse.ArgumentParser(prog="python -m toolbox.guest.build", description=__doc__)
     parser.add_argument("--store", type=Path, help="image cache folder (default: the user's)")
-    parser.add_argument("--name", default=LOCAL_IMAGE_NAME)
+    parser.add_argument(
+        "--name",
+        default=None,
+        help=f"default {LOCAL_IMAGE_NAME}, with --engine {LOCAL_ENGINE_IMAGE_NAME}",
+    )
+    parser.add_argument(
+        "--engine", action="store_true", help="bake the engine, sshfs and AppArmor into the image"
+    )
     parser.add_argument("--mirror", default=None, help=f"Debian mirror (default {DEFAULT_MIRROR})")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args(argv)
+    args.name = args.name or (LOCAL_ENGINE_IMAGE_NAME if args.engine else LOCAL_IMAGE_NAME)
     store = ImageStore(args.store)
     started = time.monotonic()
     try:
         if args.force:
             image, built = (
-                build_image(args.name, mirror=args.mirror, progress=_Printer(), store=store),
+                build_image(
+                    args.name,
+                    mirror=args.mirror,
+                    progress=_Printer(),
+                    store=store,
+                    engine=args.engine,
+                ),
                 True,
             )
         else:
-            image, built = ensure_built(store, args.name, _Printer(), args.mirror)
+            image, built = ensure_built(
+                store, args.name, _Printer(), args.mirror, engine=args.engine
+            )
     except ToolboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.hint:

@@ -46,6 +46,8 @@ DISK_FORMATS = ("qcow2", "raw", "vmdk", "vdi", "vhd", "vhdx")
 DEBIAN_BASE_URL = "https://cloud.debian.org/images/cloud/bookworm/latest/"
 BASE_URL_ENV = "TOOLBOX_IMAGE_BASE_URL"
 LOCAL_IMAGE_NAME = "debian-12-local"
+# The same with the engine, sshfs and AppArmor baked in (``toolbox image build --engine``).
+LOCAL_ENGINE_IMAGE_NAME = "debian-12-local-engine"
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,79}")
 _COPY_CHUNK = 1024 * 1024
@@ -641,6 +643,7 @@ def _copy_with_hash(
 
 
 __all__ = [
+    "LOCAL_ENGINE_IMAGE_NAME",
     "LOCAL_IMAGE_NAME",
     "CachedImage",
     "ImageStore",
