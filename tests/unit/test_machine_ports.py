@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -50,3 +51,36 @@ def test_no_free_port_says_what_to_do() -> None:
     with pytest.raises(MachineError) as info:
         choose_ports(2, exclude={20000}, port_range=(20000, 20002))
     assert info.value.hint
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_the_process_holding_a_port_is_named_for_tcp_and_udp() -> None:
+    """A real child process holds a TCP listener and a UDP socket; the conflict message can
+    name it. A free port has no holder."""
+    import subprocess
+    import sys
+
+    from toolbox.machine.ports import port_holder
+
+    code = (
+        "import socket,sys,time\n"
+        "t=socket.create_server(('127.0.0.1',0))\n"
+        "u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "u.bind(('127.0.0.1',0)); print(t.getsockname()[1],u.getsockname()[1],flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        tcp, udp = (int(x) for x in child.stdout.readline().split())
+        for port, proto in ((tcp, "tcp"), (udp, "udp")):
+            holder = port_holder(port, proto)
+            assert holder is not None and holder.pid == child.pid, (proto, holder)
+            assert holder.command.startswith("python")
+            assert str(holder) == f"{holder.command} (pid {child.pid})"
+    finally:
+        child.kill()
+        child.wait()
+    assert port_holder(tcp, "tcp") is None
+    with pytest.raises(ValueError):
+        port_holder(80, "sctp")

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
+import subprocess
 from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
 
 from toolbox.errors import MachineError
 from toolbox.machine.model import LOOPBACK
@@ -60,3 +64,87 @@ def choose_ports(
         f"{port_range[1]}",
         hint="Close programs that hold many local ports, then retry.",
     )
+
+
+@dataclass(frozen=True)
+class PortHolder:
+    """The process that holds a host port, for a conflict message ("held by nginx, pid 812")."""
+
+    pid: int
+    command: str
+
+    def __str__(self) -> str:
+        return f"{self.command} (pid {self.pid})"
+
+
+# /proc/net/* socket states: 0A is TCP LISTEN; UDP sockets bound to a port show 07 (CLOSE).
+_PROC_STATES = {"tcp": "0A", "udp": "07"}
+
+
+def _proc_inodes(port: int, protocol: str, proc: Path) -> set[str]:
+    inodes: set[str] = set()
+    for table in (protocol, protocol + "6"):
+        try:
+            lines = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10:
+                continue
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == _PROC_STATES[protocol] and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    return inodes
+
+
+def _holder_from_proc(port: int, protocol: str, proc: Path) -> PortHolder | None:
+    inodes = {f"socket:[{i}]" for i in _proc_inodes(port, protocol, proc) if i != "0"}
+    if not inodes:
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue  # another user's process, or gone
+        for fd in fds:
+            try:
+                if os.readlink(fd) in inodes:
+                    command = (entry / "comm").read_text().strip()
+                    return PortHolder(int(entry.name), command)
+            except OSError:
+                continue
+    return None
+
+
+def _holder_from_lsof(port: int, protocol: str) -> PortHolder | None:
+    lsof = shutil.which("lsof")
+    if lsof is None:
+        return None
+    argv = [lsof, "-nP", f"-i{protocol.upper()}:{port}", "-Fpc"]
+    if protocol == "tcp":
+        argv.append("-sTCP:LISTEN")
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    pid, command = None, None
+    for line in out.splitlines():
+        if line.startswith("p") and line[1:].isdigit():
+            pid = int(line[1:])
+        elif line.startswith("c") and pid is not None:
+            command = line[1:]
+            return PortHolder(pid, command)
+    return None
+
+
+def port_holder(port: int, protocol: str = "tcp", proc: Path = Path("/proc")) -> PortHolder | None:
+    """Which process holds ``port`` (listening TCP, or bound UDP) where the OS tells: /proc on
+    Linux, ``lsof`` on macOS; None when unknown (another user's process, no lsof, Windows)."""
+    if protocol not in _PROC_STATES:
+        raise ValueError(f"protocol must be tcp or udp, not {protocol!r}")
+    if (proc / "net").is_dir():
+        return _holder_from_proc(port, protocol, proc)
+    return _holder_from_lsof(port, protocol)
