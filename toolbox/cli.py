@@ -45,10 +45,12 @@ from toolbox.machine.model import (
     DEFAULT_MEMORY_MIB,
     DEFAULT_NAME,
     MachineState,
+    PortBind,
     format_duration,
     parse_disk_gib,
     parse_forward,
     parse_memory_mib,
+    parse_share,
     validate_name,
 )
 
@@ -159,9 +161,9 @@ def _progress(args: argparse.Namespace) -> ProgressPrinter:
 
 
 def _service(args: argparse.Namespace) -> Any:
-    from toolbox.machine.service import MachineService
+    from toolbox.machine.service import MachineService, ProcessAgents
 
-    return MachineService()
+    return MachineService(agents=ProcessAgents())
 
 
 def _phase_line(result: Any) -> str:
@@ -195,6 +197,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         memory_mib=args.memory,
         disk_gib=args.disk,
         image=args.image,
+        shares=() if args.no_share else (tuple(args.share) if args.share else None),
+        port_bind=PortBind(args.port_bind),
     )
     with _progress(args) as progress:
         try:
@@ -320,6 +324,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     "busy": s.busy,
                     "detail": s.detail,
                     "hint": s.hint,
+                    "agent": _agent_health(s),
                 }
                 for s in statuses
             ]
@@ -339,16 +344,32 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 str(spec.cpus) if spec else "",
                 f"{spec.memory_mib} MiB" if spec else "",
                 f"{spec.disk_gib} GiB" if spec else "",
+                {"running": "ok", "not running": "down"}.get(_agent_health(s), _agent_health(s)),
                 s.detail or "",
             ]
         )
-    headers = ["NAME", "ACTIVE", "DRIVER", "STATE", "URL", "CPUS", "MEMORY", "DISK", "ERRORS"]
+    headers = [
+        "NAME", "ACTIVE", "DRIVER", "STATE", "URL", "CPUS", "MEMORY", "DISK", "AGENT", "ERRORS",
+    ]  # fmt: skip
     print_table(rows, headers, sys.stdout)
     return 0
 
 
+def _agent_health(status: Any) -> str:
+    """The host agent's health for a machine row: only running machines have one."""
+    from toolbox.agent import state as agent_state
+
+    if status.state is not MachineState.RUNNING:
+        return "-"
+    return agent_state.status(status.name).health.value
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    from toolbox.agent import state as agent_state
+
     status = _service(args).status(args.name)
+    agent = agent_state.status(status.name)
+    report = agent.report
     if args.json:
         print_json(
             {
@@ -358,6 +379,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "busy": status.busy,
                 "detail": status.detail,
                 "hint": status.hint,
+                "agent": {
+                    "health": agent.health.value,
+                    "pid": report.pid if report else None,
+                    "heartbeat": report.heartbeat if report else None,
+                    "engine": report.engine if report else None,
+                    "log": str(agent.log),
+                    "warnings": list(report.warnings) if report else [],
+                },
             }
         )
         return 0
@@ -366,6 +395,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {status.detail}", file=sys.stderr)
     if status.hint:
         print(f"Hint: {status.hint}", file=sys.stderr)
+    if status.state is MachineState.RUNNING:
+        print(f"Host agent: {agent.summary()} (log: {agent.log})", file=sys.stderr)
+        for warning in report.warnings if report else ():
+            print(f"Warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -507,9 +540,175 @@ def cmd_regenerate_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_port_ls(args: argparse.Namespace) -> int:
+    from toolbox.agent import state as agent_state
+
+    service = _service(args)
+    spec = service.get(args.name)
+    running = service.status(spec.name).state is MachineState.RUNNING
+    agent = agent_state.status(spec.name)
+    entries: list[dict[str, Any]] = [
+        {
+            "kind": "manual",
+            "protocol": f.protocol,
+            "host": f"{f.host_ip}:{f.host_port}",
+            "guest_port": f.guest_port,
+            "via": "nat",
+            "state": "active" if running else "on start",
+            "containers": [],
+            "reason": "",
+        }
+        for f in spec.forwards
+    ]
+    for f in agent.report.forwards if agent.report else ():
+        entries.append(
+            {
+                "kind": "auto",
+                "protocol": f.protocol,
+                "host": f.address() if f.host_ip else "-",
+                "guest_port": f.guest_port,
+                "via": f.via or "-",
+                "state": f.state,
+                "containers": list(f.containers),
+                "reason": f.reason,
+            }
+        )
+    if args.json:
+        print_json({"agent": agent.health.value, "bind": spec.port_bind.value, "ports": entries})
+        return 0
+    rows = [
+        [
+            e["kind"],
+            e["host"],
+            str(e["guest_port"]),
+            e["protocol"],
+            e["via"],
+            e["state"],
+            ", ".join(e["containers"]) or "-",
+            e["reason"],
+        ]
+        for e in entries
+    ]
+    print_table(
+        rows, ["KIND", "HOST", "GUEST", "PROTO", "VIA", "STATE", "CONTAINERS", "NOTE"], sys.stdout
+    )
+    print(
+        f"Published ports bind {_bind_text(spec.port_bind)}; host agent {agent.summary()}.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _bind_text(bind: PortBind) -> str:
+    if bind is PortBind.LOOPBACK:
+        return "on 127.0.0.1 only"
+    return "where the container asked (0.0.0.0 for -p PORT:PORT: reachable from the network)"
+
+
+def cmd_port_bind(args: argparse.Namespace) -> int:
+    spec = _service(args).set_port_bind(args.name, PortBind(args.mode))
+    print(f"Published ports of {spec.name} now bind {_bind_text(spec.port_bind)}.")
+    if spec.port_bind is PortBind.PUBLISHED:
+        print(
+            "Warning: every port a container publishes on all interfaces is now offered to the "
+            "networks this computer is on.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# -- shares -----------------------------------------------------------------------------------
+
+
+def cmd_share_ls(args: argparse.Namespace) -> int:
+    from toolbox.agent import state as agent_state
+
     spec = _service(args).get(args.name)
-    for f in spec.forwards:
-        print(str(f))
+    agent = agent_state.status(spec.name)
+    live = {(r.host_path, r.guest_path): r for r in (agent.report.shares if agent.report else ())}
+    entries = []
+    for share in spec.shares:
+        report = live.get((share.host_path, share.guest_path))
+        entries.append(
+            {
+                "host_path": share.host_path,
+                "guest_path": share.guest_path,
+                "readonly": share.readonly,
+                "state": report.state if report else "not mounted",
+                "reason": report.reason if report else "",
+            }
+        )
+    if args.json:
+        print_json(entries)
+        return 0
+    rows = [
+        [e["host_path"], e["guest_path"], "ro" if e["readonly"] else "rw", e["state"], e["reason"]]
+        for e in entries
+    ]
+    print_table(rows, ["HOST", "GUEST", "MODE", "STATE", "NOTE"], sys.stdout)
+    return 0
+
+
+def _wait_share(name: str, guest_path: str, present: bool) -> str | None:
+    """Wait (a few seconds) for a running machine's agent to mount or unmount a share;
+    returns the state it reports, or None when no agent runs."""
+    from toolbox.agent import state as agent_state
+
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        agent = agent_state.status(name)
+        if agent.health is agent_state.Health.NOT_RUNNING:
+            return None
+        shares = {r.guest_path: r for r in (agent.report.shares if agent.report else ())}
+        report = shares.get(guest_path)
+        if not present and report is None:
+            return "unmounted"
+        if present and report is not None and report.state != "mounting":
+            return report.state + (f": {report.reason}" if report.reason else "")
+        time.sleep(0.2)
+    return "pending"
+
+
+def cmd_share_add(args: argparse.Namespace) -> int:
+    service = _service(args)
+    share = args.share
+    spec = service.add_share(args.name, share)
+    print(f"Sharing {share} with {spec.name}.")
+    if service.status(spec.name).state is MachineState.RUNNING:
+        service.revive_agents()
+        print(f"Mount: {_wait_share(spec.name, share.guest_path, True) or 'on the next start'}")
+    return 0
+
+
+def cmd_share_rm(args: argparse.Namespace) -> int:
+    service = _service(args)
+    before = {s.guest_path for s in service.get(args.name).shares}
+    spec = service.remove_share(args.name, args.path)
+    gone = before - {s.guest_path for s in spec.shares}
+    print(f"No longer sharing {', '.join(sorted(gone))} with {spec.name}.")
+    if service.status(spec.name).state is MachineState.RUNNING:
+        for path in gone:
+            _wait_share(spec.name, path, False)
+    return 0
+
+
+# -- the host agent ---------------------------------------------------------------------------
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    from toolbox.agent.runner import main as agent_main
+
+    return agent_main(args.name)
+
+
+def cmd_agent_status(args: argparse.Namespace) -> int:
+    from toolbox.agent import state as agent_state
+
+    _service(args).get(args.name)  # a clear error for an unknown machine
+    agent = agent_state.status(args.name)
+    if agent.report is None:
+        print(agent.health.value)
+        return 0
+    print(agent.report.to_json())
     return 0
 
 
@@ -616,7 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
         name: str, handler: Callable[[argparse.Namespace], int], text: str
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, top=name)
         return p
 
     p = add("create", cmd_create, "create a machine (or continue an interrupted create)")
@@ -651,6 +850,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--use",
         action="store_true",
         help="also make the machine's context the Docker CLI's current one",
+    )
+    p.add_argument(
+        "--share",
+        action="append",
+        type=_arg(parse_share),
+        metavar="HOSTPATH[:GUESTPATH][:ro]",
+        help="share a host folder into the machine (repeatable; default: your home folder "
+        "at the same path, /Users on macOS, C:\\Users as /c/Users on Windows)",
+    )
+    p.add_argument("--no-share", action="store_true", help="share no host folder")
+    p.add_argument(
+        "--port-bind",
+        choices=[b.value for b in PortBind],
+        default=PortBind.LOOPBACK.value,
+        help="where published container ports bind on this computer: loopback (default, "
+        "127.0.0.1 only) or published (what the container asked for: 0.0.0.0 exposes them "
+        "to your network)",
     )
 
     p = add("start", cmd_start, "start a machine and wait for its engine")
@@ -722,9 +938,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("port", lambda a: _help(a), "forward loopback host ports to a machine")
     port = p.add_subparsers(dest="port_command", metavar="COMMAND")
-    pp = port.add_parser("ls", help="list a machine's extra forwards")
+    pp = port.add_parser(
+        "ls", help="list a machine's forwards: containers' published ports and manual ones"
+    )
     pp.set_defaults(handler=cmd_port_ls)
     _add_name(pp)
+    pp.add_argument("--json", action="store_true", help="print JSON")
+    text = "where published ports bind: loopback (127.0.0.1) or published (as asked)"
+    pp = port.add_parser("bind", help=text, description=text)
+    pp.set_defaults(handler=cmd_port_bind)
+    _add_name(pp, nargs=None)
+    pp.add_argument("mode", choices=[b.value for b in PortBind])
     for verb, handler, text in (
         ("add", cmd_port_add, "forward [127.0.0.1:]HOST:GUEST[/tcp|udp]"),
         ("rm", cmd_port_rm, "remove the forward from HOST[/tcp|udp]"),
@@ -733,6 +957,36 @@ def build_parser() -> argparse.ArgumentParser:
         pp.set_defaults(handler=handler)
         _add_name(pp, nargs=None)
         pp.add_argument("spec", type=_arg(parse_forward), metavar="PORTS")
+    p.set_defaults(_sub=p)
+
+    p = add("share", lambda a: _help(a), "host folders shared into a machine")
+    shares = p.add_subparsers(dest="share_command", metavar="COMMAND")
+    sp = shares.add_parser("ls", help="list a machine's shares and whether they are mounted")
+    sp.set_defaults(handler=cmd_share_ls)
+    _add_name(sp)
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    text = "share HOSTPATH[:GUESTPATH][:ro] (mounted at once when the machine runs)"
+    sp = shares.add_parser("add", help=text, description=text)
+    sp.set_defaults(handler=cmd_share_add)
+    _add_name(sp, nargs=None)
+    sp.add_argument("share", type=_arg(parse_share), metavar="HOSTPATH[:GUESTPATH][:ro]")
+    text = "stop sharing the share with this host or guest path"
+    sp = shares.add_parser("rm", help=text, description=text)
+    sp.set_defaults(handler=cmd_share_rm)
+    _add_name(sp, nargs=None)
+    sp.add_argument("path", metavar="PATH")
+    p.set_defaults(_sub=p)
+
+    p = add("agent", lambda a: _help(a), "the host agent that forwards ports and mounts shares")
+    agents = p.add_subparsers(dest="agent_command", metavar="COMMAND")
+    ap = agents.add_parser("status", help="print the agent's last report (JSON)")
+    ap.set_defaults(handler=cmd_agent_status)
+    _add_name(ap)
+    ap = agents.add_parser(
+        "run", help="run the agent in the foreground (toolbox starts it by itself)"
+    )
+    ap.set_defaults(handler=cmd_agent_run, no_revive=True)
+    _add_name(ap)
     p.set_defaults(_sub=p)
 
     p = add("image", lambda a: _help(a), "guest images: build, list, import, remove")
@@ -772,6 +1026,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands after which a running machine's host agent is started again when it died. Not
+# stop, kill, rm (they end it) nor create/start (they start it themselves).
+REVIVING_COMMANDS = frozenset(
+    {"ls", "status", "ip", "inspect", "env", "use", "ssh", "logs", "port", "share", "agent"}
+)
+
+
+def _revive(args: argparse.Namespace) -> None:
+    with contextlib.suppress(ToolboxError, OSError):
+        _service(args).revive_agents()
+
+
 def _help(args: argparse.Namespace) -> int:
     args._sub.print_help(sys.stderr)
     return EXIT_USAGE
@@ -797,6 +1063,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        top = getattr(args, "top", None)
+        if top in REVIVING_COMMANDS and not getattr(args, "no_revive", False):
+            _revive(args)
         return int(handler(args) or 0)
     except ToolboxError as exc:
         print(f"Error: {exc}", file=sys.stderr)

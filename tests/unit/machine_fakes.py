@@ -42,6 +42,9 @@ class FakeDriver(Driver):
     saved_forwards: dict[str, list[Forward]] = field(default_factory=dict)
     started_with: list[tuple[Forward, ...]] = field(default_factory=list)
     live: dict[str, list[Forward]] = field(default_factory=dict)
+    # VirtualBox keeps controlvm forwards in the VM's settings across a stop (and lists them
+    # while stopped); QEMU forgets them with the process.
+    persist_live: bool = False
     calls: list[str] = field(default_factory=list)
     fail_start: int = 0
 
@@ -79,11 +82,15 @@ class FakeDriver(Driver):
     def stop(self, spec: VMSpec, timeout: float = 60.0) -> None:
         self.calls.append(f"stop {spec.name}")
         self.states[spec.name] = VMState.STOPPED
+        if not self.persist_live:
+            self.live.pop(spec.name, None)
 
     def kill(self, spec: VMSpec) -> None:
         self.calls.append(f"kill {spec.name}")
         if spec.name in self.states:
             self.states[spec.name] = VMState.STOPPED
+        if not self.persist_live:
+            self.live.pop(spec.name, None)
 
     def remove(self, spec: VMSpec) -> None:
         self.calls.append(f"remove {spec.name}")
@@ -108,7 +115,7 @@ class FakeDriver(Driver):
 
     def live_forwards(self, spec: VMSpec) -> list[Forward]:
         if self.state(spec) is not VMState.RUNNING:
-            return []
+            return list(self.live.get(spec.name, [])) if self.persist_live else []
         return self.forwards(spec) + list(self.live.get(spec.name, []))
 
     def open_forward(self, spec: VMSpec, forward: Forward) -> None:

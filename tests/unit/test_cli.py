@@ -203,10 +203,11 @@ def test_ls_table_and_json(
     code, out, _ = run(capsys, "ls")
     rows = [line.split() for line in out.splitlines()]
     assert rows[0] == ["NAME", "ACTIVE", "DRIVER", "STATE", "URL", "CPUS", "MEMORY", "DISK",
-                       "ERRORS"]  # fmt: skip
+                       "AGENT", "ERRORS"]  # fmt: skip
+    # The fakes run no host agent: a running machine's agent shows as down.
     assert rows[1] == ["default", "*", "qemu", "Running", spec.engine_url, "2", "2048", "MiB",
-                       "20", "GiB"]  # fmt: skip
-    assert rows[2] == ["dev", "-", "qemu", "Stopped", "2", "2048", "MiB", "20", "GiB"]
+                       "20", "GiB", "down"]  # fmt: skip
+    assert rows[2] == ["dev", "-", "qemu", "Stopped", "2", "2048", "MiB", "20", "GiB", "-"]
     code, out, _ = run(capsys, "ls", "--json")
     assert code == 0
     data = json.loads(out)
@@ -234,10 +235,15 @@ def test_status_ip_and_not_found(
     assert code == errors.EXIT_NOT_FOUND
     assert "No machine named 'default'" in err and "Hint:" in err
     create(capsys)
-    assert run(capsys, "status") == (0, "Running\n", "")
+    code, out, err = run(capsys, "status")
+    assert (code, out) == (0, "Running\n")
+    assert err.startswith("Host agent: not running (log: ")  # the fakes start no agent
     status = json.loads(run(capsys, "status", "--json")[1])
+    agent = status.pop("agent")
     assert status == {"name": "default", "state": "Running", "vm_state": "RUNNING",
                       "busy": False, "detail": None, "hint": None}  # fmt: skip
+    assert agent["health"] == "not running" and agent["pid"] is None
+    assert agent["log"].endswith("machines/default/agent.log")
     assert run(capsys, "ip") == (0, "127.0.0.1\n", "")
     assert run(capsys, "stop")[0] == 0
     code, _, err = run(capsys, "ip")
@@ -361,9 +367,20 @@ def test_ports(
 ) -> None:
     create(capsys)
     assert run(capsys, "port", "add", "default", "18080:80")[0] == 0
-    assert run(capsys, "port", "ls")[1] == "127.0.0.1:18080->80/tcp\n"
+    code, out, err = run(capsys, "port", "ls")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()]
+    assert rows == [
+        ["KIND", "HOST", "GUEST", "PROTO", "VIA", "STATE", "CONTAINERS", "NOTE"],
+        ["manual", "127.0.0.1:18080", "80", "tcp", "nat", "active", "-"],
+    ]
+    assert "bind on 127.0.0.1 only" in err
+    data = json.loads(run(capsys, "port", "ls", "--json")[1])
+    assert data["bind"] == "loopback" and data["ports"][0]["host"] == "127.0.0.1:18080"
+    run(capsys, "stop")
+    assert run(capsys, "port", "ls")[1].splitlines()[1].split()[5:7] == ["on", "start"]
     assert run(capsys, "port", "rm", "default", "18080")[0] == 0
-    assert run(capsys, "port", "ls")[1] == ""
+    assert run(capsys, "port", "ls")[1].splitlines()[1:] == []
     assert run(capsys, "port")[0] == errors.EXIT_USAGE
 
 

@@ -85,6 +85,7 @@ def test_baked_image_provisions_without_installing_and_live_forwards_reach_a_con
     assert summary is not None
     steps = {name: changed for name, changed, _ in summary.steps}
     assert steps["engine"] is False, "the engine is baked in: nothing to install"
+    assert steps["shares"] is False, "sshfs is baked in too"
     for name in ("tls", "dropin", "service"):
         assert steps[name] is True, name
     tools = service.ssh_run(

@@ -166,6 +166,7 @@ def test_first_provision_installs_and_secures_the_engine(guest: Guest, record_pr
         "hostname",
         "clock",
         "engine",
+        "shares",
         "tls",
         "dropin",
         "service",
@@ -176,6 +177,7 @@ def test_first_provision_installs_and_secures_the_engine(guest: Guest, record_pr
     # on a stock cloud image the step installs it.
     baked = "docker.io" in recipe().packages
     assert steps["engine"].changed is not baked
+    assert steps["shares"].changed is not baked  # sshfs is baked with the engine
     for name in ("tls", "dropin", "service"):
         assert steps[name].changed, name
     ssh = guest.ssh

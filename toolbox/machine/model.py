@@ -7,13 +7,17 @@ Everything here is plain data: frozen dataclasses and enums, no I/O.
 from __future__ import annotations
 
 import datetime as dt
+import ntpath
+import os
+import posixpath
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from toolbox.errors import ValidationError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 DEFAULT_NAME = "default"
 DEFAULT_USER = "docker"
@@ -104,6 +108,30 @@ class PortForward:
         return f"{self.host_ip}:{self.host_port}->{self.guest_port}/{self.protocol}"
 
 
+class PortBind(Enum):
+    """Where the host agent binds published container ports on the host.
+
+    LOOPBACK (the default) binds 127.0.0.1 only: a published port is reachable from this
+    computer, not from the network. PUBLISHED binds what the container asked for, so
+    ``-p 8080:80`` (all interfaces) is offered to every network the host is on, as Docker on
+    Linux does; anyone who can reach the host can then reach the container."""
+
+    LOOPBACK = "loopback"
+    PUBLISHED = "published"
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host folder mounted into the guest (``guest_path`` is a POSIX path there)."""
+
+    host_path: str
+    guest_path: str
+    readonly: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.host_path} -> {self.guest_path}{' (read-only)' if self.readonly else ''}"
+
+
 @dataclass(frozen=True)
 class MachineSpec:
     """One machine, as stored in ``machines/<name>/machine.json``."""
@@ -122,6 +150,8 @@ class MachineSpec:
     create_phase: CreatePhase = CreatePhase.NEW
     ssh_user: str = DEFAULT_USER
     forwards: tuple[PortForward, ...] = field(default_factory=tuple)
+    port_bind: PortBind = PortBind.LOOPBACK
+    shares: tuple[Share, ...] = field(default_factory=tuple)
 
     @property
     def complete(self) -> bool:
@@ -267,3 +297,114 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{rest:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{rest:02d}s"
+
+
+# -- shares ---------------------------------------------------------------------------------
+
+# Guest folders a share must never cover: the system, the engine's data, and the guest
+# user's home (its authorized_keys is how Toolbox logs in).
+PROTECTED_GUEST_PATHS = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
+    "/usr", "/var", f"/home/{DEFAULT_USER}",
+)  # fmt: skip
+_DRIVE_RE = re.compile(r"^([A-Za-z]):[\\/]")
+
+
+def guest_path_for(host_path: str, windows: bool | None = None) -> str:
+    """Where a host folder appears in the guest: the same path on macOS and Linux;
+    ``C:\\Users\\me`` becomes ``/c/Users/me`` on Windows, as Docker Toolbox did."""
+    windows = os.name == "nt" if windows is None else windows
+    drive = _DRIVE_RE.match(host_path)
+    if windows or drive:
+        if drive is None:
+            raise ValidationError(
+                "share", f"{host_path!r} is not a full Windows path", "Use C:\\Users\\me\\project."
+            )
+        rest = host_path[2:].replace("\\", "/")
+        return posixpath.normpath(f"/{drive.group(1).lower()}{rest}")
+    return posixpath.normpath(host_path)
+
+
+def default_shares(home: str | None = None, platform: str | None = None) -> tuple[Share, ...]:
+    """The shares a new machine gets: the users' folders at the same path, like Docker
+    Toolbox (``/Users`` on macOS, ``C:\\Users`` as ``/c/Users`` on Windows), the home folder
+    on Linux."""
+    platform = sys.platform if platform is None else platform
+    if platform == "darwin":
+        return (Share("/Users", "/Users"),)
+    if platform.startswith("win"):
+        drive = os.environ.get("SYSTEMDRIVE", "C:")
+        host = ntpath.join(drive + "\\", "Users")
+        return (Share(host, guest_path_for(host, windows=True)),)
+    home = home if home is not None else os.path.expanduser("~")
+    return (Share(home, posixpath.normpath(home)),)
+
+
+def validate_share(share: Share) -> Share:
+    """Refuse shares that cannot work or would break the guest."""
+    guest = share.guest_path
+    if not guest.startswith("/"):
+        raise ValidationError(
+            "share", f"The guest path {guest!r} is not absolute", "Use a path like /src."
+        )
+    guest = posixpath.normpath(guest)
+    for protected in PROTECTED_GUEST_PATHS:
+        if guest == "/" or protected == guest or protected.startswith(guest.rstrip("/") + "/"):
+            raise ValidationError(
+                "share",
+                f"Mounting a share at {guest} would hide {protected} in the guest",
+                "Choose another guest path, for example the host path itself or /mnt/NAME.",
+            )
+        if guest.startswith(protected + "/") and protected != f"/home/{DEFAULT_USER}":
+            raise ValidationError(
+                "share",
+                f"{guest} is inside the guest's system folder {protected}",
+                "Choose a guest path outside /etc, /usr, /var and the other system folders.",
+            )
+    if not (os.path.isabs(share.host_path) or _DRIVE_RE.match(share.host_path)):
+        raise ValidationError(
+            "share",
+            f"The host path {share.host_path!r} is not absolute",
+            "Give the full path of the folder.",
+        )
+    return Share(share.host_path, guest, share.readonly)
+
+
+def parse_share(text: str, windows: bool | None = None) -> Share:
+    """Parse ``HOSTPATH[:GUESTPATH][:ro|rw]`` (a Windows drive letter's colon is part of the
+    host path). The host folder is made absolute; it must exist."""
+    raw = str(text).strip()
+    if not raw:
+        raise ValidationError("share", "Empty share", "Use HOSTPATH[:GUESTPATH][:ro].")
+    drive = ""
+    rest = raw
+    if _DRIVE_RE.match(raw):
+        drive, rest = raw[:2], raw[2:]
+    parts = rest.split(":")
+    readonly = False
+    if len(parts) > 1 and parts[-1] in ("ro", "rw"):
+        readonly = parts.pop() == "ro"
+    if len(parts) > 2:
+        raise ValidationError(
+            "share", f"Invalid share {text!r}", "Use HOSTPATH[:GUESTPATH][:ro], e.g. ~/src:/src:ro."
+        )
+    host = drive + parts[0]
+    host = os.path.abspath(os.path.expanduser(host)) if not drive else host
+    if not os.path.isdir(host):
+        raise ValidationError(
+            "share",
+            f"{host} is not a folder on this computer",
+            "Create it first or check the spelling.",
+        )
+    guest = parts[1] if len(parts) == 2 and parts[1] else guest_path_for(host, windows)
+    return validate_share(Share(host, guest, readonly))
+
+
+def share_covering(shares: tuple[Share, ...], host_path: str) -> Share | None:
+    """The share whose host folder holds ``host_path`` (compared as the host spells paths)."""
+    norm = os.path.normcase(os.path.abspath(host_path))
+    for share in shares:
+        root = os.path.normcase(os.path.abspath(share.host_path))
+        if norm == root or norm.startswith(root.rstrip(os.sep) + os.sep):
+            return share
+    return None

@@ -46,11 +46,15 @@ from toolbox.machine.model import (
     CreatePhase,
     MachineSpec,
     MachineState,
+    PortBind,
     PortForward,
+    Share,
+    default_shares,
     parse_disk_gib,
     parse_memory_mib,
     validate_cpus,
     validate_name,
+    validate_share,
 )
 from toolbox.machine.ports import choose_ports, is_free
 from toolbox.machine.store import MachineStore
@@ -81,6 +85,34 @@ class CreateOptions:
     memory_mib: int = DEFAULT_MEMORY_MIB
     disk_gib: int = DEFAULT_DISK_GIB
     image: str | None = None
+    shares: tuple[Share, ...] | None = None  # None: the default share (the user's home)
+    port_bind: PortBind = PortBind.LOOPBACK
+
+
+class AgentControl:
+    """Starts and stops a machine's host agent. This one does nothing: the service alone
+    (tests, embedders) runs no background process; the CLI and the app pass
+    ``ProcessAgents``."""
+
+    def ensure(self, name: str) -> None:
+        """Make sure an agent runs for the (running) machine."""
+
+    def stop(self, name: str) -> None:
+        """End the machine's agent, if one runs."""
+
+
+class ProcessAgents(AgentControl):
+    """The real thing: a detached ``toolbox agent run NAME`` process per running machine."""
+
+    def ensure(self, name: str) -> None:
+        from toolbox.agent import state
+
+        state.spawn(name)
+
+    def stop(self, name: str) -> None:
+        from toolbox.agent import state
+
+        state.stop(name)
 
 
 @dataclass(frozen=True)
@@ -227,8 +259,10 @@ class MachineService:
         boot_timeout: float = BOOT_TIMEOUT,
         engine_timeout: float = ENGINE_TIMEOUT,
         default_driver: Callable[[], str] | None = None,
+        agents: AgentControl | None = None,
     ):
         self.store = store or MachineStore()
+        self.agents = agents or AgentControl()
         self._images = images
         self._driver_factory = driver_factory
         self.guest: GuestOps = guest or RealGuestOps()
@@ -305,6 +339,13 @@ class MachineService:
             forwards=self._forwards(spec),
             console_log=console_log_path(spec.name),
         )
+
+    def vm_spec_of(self, spec: MachineSpec) -> VMSpec:
+        """The driver's view of a machine for state, forwards, stop and remove (works when
+        its image is gone)."""
+        vmspec = self._vm_spec_for_state(spec)
+        assert vmspec is not None
+        return vmspec
 
     def _vm_spec_for_state(self, spec: MachineSpec) -> VMSpec | None:
         """A VMSpec good enough for state/stop/kill/remove even when the image is gone."""
@@ -395,6 +436,9 @@ class MachineService:
         image = options.image or ""
         if image and Path(image).expanduser().is_file():
             image = str(Path(image).expanduser().resolve())  # a resume may run elsewhere
+        shares = default_shares() if options.shares is None else options.shares
+        shares = tuple(validate_share(s) for s in shares)
+        _check_share_overlap(shares)
         return MachineSpec(
             name=options.name,
             driver=driver_name,
@@ -406,6 +450,8 @@ class MachineService:
             engine_port=engine_port,
             created=dt.datetime.now(dt.UTC).replace(microsecond=0),
             create_phase=CreatePhase.NEW,
+            port_bind=options.port_bind,
+            shares=shares,
         )
 
     def _record(self, spec: MachineSpec, phase: CreatePhase, **changes: object) -> MachineSpec:
@@ -477,6 +523,7 @@ class MachineService:
         with phases.phase(CreatePhase.CONTEXT.value, CreatePhase.CONTEXT.title):
             self._write_context(spec, files)
             spec = self._record(spec, CreatePhase.DONE)
+        self.agents.ensure(spec.name)
         return OperationResult(
             spec, tuple(phases.times), time.monotonic() - started, resumed, summary
         )
@@ -589,6 +636,7 @@ class MachineService:
             files = self.files(name)
             driver = self.driver(spec.driver)
             vmspec = self.vm_spec(spec)
+            self._clear_live_forwards(driver, vmspec)
             with phases.phase("boot", "Boot and wait for SSH"):
                 spec, vmspec = self._boot(spec, driver, vmspec, files, progress, cancel)
             summary = None
@@ -606,6 +654,7 @@ class MachineService:
                     raise engine_unreachable(spec, vmspec.console_log)
             with phases.phase("context", "Docker CLI context"):
                 self._write_context(spec, files)
+            self.agents.ensure(name)
             return OperationResult(
                 spec, tuple(phases.times), time.monotonic() - started, provision=summary
             )
@@ -620,6 +669,8 @@ class MachineService:
             driver = self.driver(spec.driver)
             if driver.state(vmspec).is_up:
                 driver.stop(vmspec, timeout=timeout)
+            self.agents.stop(name)  # it ends by itself once the VM is down; this waits
+            self._clear_live_forwards(driver, vmspec)
             return spec
 
     def kill(self, name: str) -> MachineSpec:
@@ -629,8 +680,23 @@ class MachineService:
             spec = self.store.load(name)
             vmspec = self._vm_spec_for_state(spec)
             assert vmspec is not None
-            self.driver(spec.driver).kill(vmspec)
+            driver = self.driver(spec.driver)
+            driver.kill(vmspec)
+            self.agents.stop(name)
+            self._clear_live_forwards(driver, vmspec)
             return spec
+
+    def _clear_live_forwards(self, driver: Driver, vmspec: VMSpec) -> None:
+        """A stopped machine keeps none of the agent's forwards (VirtualBox saves them in
+        the VM's settings; one an agent killed with -9 could not remove would bind again)."""
+        from toolbox.agent.plan import LIVE_PREFIX
+
+        with contextlib.suppress(ToolboxError):
+            if driver.state(vmspec).is_up:
+                return
+            for fwd in driver.live_forwards(vmspec):
+                if fwd.name.startswith(LIVE_PREFIX):
+                    driver.close_forward(vmspec, fwd)
 
     def restart(
         self,
@@ -653,6 +719,7 @@ class MachineService:
             raise NotFoundError(
                 f"No machine named {name!r}", hint="`toolbox ls` lists the machines."
             )
+        self.agents.stop(name)
         with self.store.lock(name, timeout=LOCK_TIMEOUT if not force else 30.0):
             spec: MachineSpec | None
             try:
@@ -955,6 +1022,69 @@ class MachineService:
             self.store.save(spec)
             return spec
 
+    # -- host agents --------------------------------------------------------------------------
+
+    def revive_agents(self) -> list[str]:
+        """Start the host agent of every running machine whose agent is not running (it
+        died, or was killed); returns their names. Cheap when all is well: one lock probe per
+        machine, and the hypervisor asked only about machines without an agent."""
+        from toolbox.agent import state as agent_state
+
+        revived = []
+        for spec in self.specs():
+            if not spec.complete or agent_state.is_running(spec.name):
+                continue
+            if self.store.is_busy(spec.name):  # being started or stopped: that one decides
+                continue
+            try:
+                up = self.driver(spec.driver).state(self.vm_spec_of(spec)).is_up
+            except ToolboxError:
+                continue
+            if up:
+                self.agents.ensure(spec.name)
+                revived.append(spec.name)
+        return revived
+
+    # -- shares and where ports bind -----------------------------------------------------------
+
+    def add_share(self, name: str, share: Share) -> MachineSpec:
+        """Share a host folder into the machine; a running machine's agent mounts it within
+        a second or two (it follows the record), a stopped one on its next start."""
+        name = validate_name(name)
+        share = validate_share(share)
+        with self._lock(name):
+            spec = self.store.load(name)
+            kept = tuple(s for s in spec.shares if s.guest_path != share.guest_path)
+            shares = (*kept, share)
+            _check_share_overlap(shares)
+            spec = replace(spec, shares=shares)
+            self.store.save(spec)
+            return spec
+
+    def remove_share(self, name: str, path: str) -> MachineSpec:
+        """Stop sharing the share whose host or guest path is ``path``."""
+        name = validate_name(name)
+        with self._lock(name):
+            spec = self.store.load(name)
+            norm = str(Path(path).expanduser()) if not path.startswith("/") else path.rstrip("/")
+            match = [s for s in spec.shares if norm in (s.host_path, s.guest_path)]
+            if not match:
+                raise NotFoundError(
+                    f"Machine {name!r} has no share {path!r}",
+                    hint=f"`toolbox share ls {name}` lists them.",
+                )
+            spec = replace(spec, shares=tuple(s for s in spec.shares if s not in match))
+            self.store.save(spec)
+            return spec
+
+    def set_port_bind(self, name: str, bind: PortBind) -> MachineSpec:
+        """Where published ports bind on the host; a running agent re-binds them at once."""
+        name = validate_name(name)
+        with self._lock(name):
+            spec = replace(self.store.load(name), port_bind=bind)
+            self.store.save(spec)
+            return spec
+
     # -- images ----------------------------------------------------------------------------
 
     def image_users(self, image_name: str) -> list[str]:
@@ -970,6 +1100,17 @@ class MachineService:
                 "those machines will no longer start.",
             )
         self.images.remove(image_name)
+
+
+def _check_share_overlap(shares: tuple[Share, ...]) -> None:
+    seen: set[str] = set()
+    for share in shares:
+        if share.guest_path in seen:
+            raise UsageError(
+                f"Two shares are mounted at {share.guest_path}",
+                hint="Give one of them another guest path (HOSTPATH:GUESTPATH).",
+            )
+        seen.add(share.guest_path)
 
 
 def max_phase(a: CreatePhase, b: CreatePhase) -> CreatePhase:

@@ -27,7 +27,10 @@ from toolbox.machine.model import (
     SCHEMA_VERSION,
     CreatePhase,
     MachineSpec,
+    PortBind,
     PortForward,
+    Share,
+    default_shares,
     validate_name,
 )
 
@@ -45,8 +48,26 @@ def _v1_to_v2(raw: RawRecord) -> RawRecord:
     return out
 
 
+def _v2_to_v3(raw: RawRecord) -> RawRecord:
+    """v3 added where published ports bind (``port_bind``, loopback) and the shared host
+    folders (``shares``): existing machines get the same default share as new ones."""
+    out = dict(raw)
+    out.setdefault("port_bind", PortBind.LOOPBACK.value)
+    out.setdefault("shares", [_share_to_raw(s) for s in default_shares()])
+    out["schema_version"] = 3
+    return out
+
+
+def _share_to_raw(share: Share) -> RawRecord:
+    return {
+        "host_path": share.host_path,
+        "guest_path": share.guest_path,
+        "readonly": share.readonly,
+    }
+
+
 # MIGRATIONS[n] turns a version-n record into a version-(n+1) record.
-MIGRATIONS: dict[int, Callable[[RawRecord], RawRecord]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[RawRecord], RawRecord]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(raw: RawRecord, path: Path | None = None) -> RawRecord:
@@ -106,6 +127,21 @@ def spec_from_raw(raw: RawRecord, path: Path) -> MachineSpec:
                 host_ip=_get(item, "host_ip", str, path),
             )
         )
+    shares = []
+    for item in _get(raw, "shares", list, path):
+        if not isinstance(item, dict):
+            raise _type_error(path, "shares", "a list of objects")
+        shares.append(
+            Share(
+                host_path=_get(item, "host_path", str, path),
+                guest_path=_get(item, "guest_path", str, path),
+                readonly=_get(item, "readonly", bool, path),
+            )
+        )
+    try:
+        port_bind = PortBind(_get(raw, "port_bind", str, path))
+    except ValueError as exc:
+        raise _type_error(path, "port_bind", "loopback or published") from exc
     name = _get(raw, "name", str, path)
     try:
         validate_name(name)
@@ -126,6 +162,8 @@ def spec_from_raw(raw: RawRecord, path: Path) -> MachineSpec:
         create_phase=phase,
         ssh_user=_get(raw, "ssh_user", str, path),
         forwards=tuple(forwards),
+        port_bind=port_bind,
+        shares=tuple(shares),
     )
 
 
@@ -153,6 +191,8 @@ def spec_to_raw(spec: MachineSpec) -> RawRecord:
             }
             for f in spec.forwards
         ],
+        "port_bind": spec.port_bind.value,
+        "shares": [_share_to_raw(s) for s in spec.shares],
     }
 
 

@@ -267,6 +267,21 @@ def _engine_apply(run: ProvisionRun) -> None:
     run.engine_plan = plan
 
 
+# -- shares -------------------------------------------------------------------------------------
+
+_SHARES_CHECK = "command -v sshfs >/dev/null 2>&1 && command -v fusermount3 >/dev/null 2>&1"
+
+
+def _shares_check(run: ProvisionRun) -> bool:
+    return run.ssh.run(_SHARES_CHECK, 30, check=False).ok
+
+
+def _shares_apply(run: ProvisionRun) -> None:
+    """sshfs mounts the host's shared folders (the host agent runs it over SSH)."""
+    _apt(run, eng.apt_update_argv(), 0.0, 0.4, "Updating package lists")
+    _apt(run, eng.apt_install_argv(("sshfs",)), 0.4, 1.0, "Installing sshfs")
+
+
 # -- TLS --------------------------------------------------------------------------------------
 
 _GUEST_TLS = eng.GuestTLSPaths()
@@ -446,6 +461,15 @@ STEPS: tuple[Step, ...] = (
         _engine_apply,
         _engine_check,
         "Installing packages failed: the guest must reach its Debian mirror (check the host's "
+        "network or proxy), then retry.",
+    ),
+    Step(
+        "shares",
+        "Installing sshfs for the shared folders",
+        _shares_check,
+        _shares_apply,
+        _shares_check,
+        "Installing sshfs failed: the guest must reach its Debian mirror (check the host's "
         "network or proxy), then retry.",
     ),
     Step(

@@ -290,6 +290,11 @@ class GuestSSH:
             )
         return transport
 
+    def transport(self) -> paramiko.Transport:
+        """The live transport, for channels of one's own (forwards, mounts); raises
+        ``SSHError`` when not connected."""
+        return self._transport()
+
     # -- commands -----------------------------------------------------------------------------
 
     def sudo_wrap(self, command: str) -> str:
