@@ -147,9 +147,13 @@ class Agent:
             return 0
         self._lock = lock
         try:
+            self._report(force=True)  # at once: what an earlier agent wrote is not ours
             return self._run()
         finally:
             self._shutdown()
+            # Nothing of this agent's is active any more: leave no report that says so.
+            with contextlib.suppress(OSError):
+                agent_state.state_path(self.name).unlink()
             with contextlib.suppress(Exception):
                 lock.release()
 

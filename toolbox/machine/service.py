@@ -667,9 +667,11 @@ class MachineService:
             vmspec = self._vm_spec_for_state(spec)
             assert vmspec is not None
             driver = self.driver(spec.driver)
+            # The agent first: it unmounts the shares while SSH still answers, so the guest's
+            # shutdown does not wait on FUSE mounts whose server is going away.
+            self.agents.stop(name)
             if driver.state(vmspec).is_up:
                 driver.stop(vmspec, timeout=timeout)
-            self.agents.stop(name)  # it ends by itself once the VM is down; this waits
             self._clear_live_forwards(driver, vmspec)
             return spec
 
