@@ -3,13 +3,14 @@
 The locally built guest image (the ``guest_image`` fixture) is registered in this test's
 fresh TOOLBOX_HOME. ``toolbox create --keep-on-failure`` runs as a subprocess and gets a real
 SIGINT once the guest has booted; ``toolbox create`` again continues from the recorded phase
-and provisions the engine. Then: docker-py over TLS, a container that prints (busybox ``docker import``ed
-through the TLS connection: no registry is reachable from the guest), the real ``docker``
-CLI from ``toolbox env`` output and from the machine's context, a client without the client
-certificate refused, a changed SSH host key refused (paramiko and OpenSSH), only loopback
-listeners for QEMU, re-provisioning changing nothing, ``toolbox set`` refused while running
-and, once stopped, giving the guest 1 CPU, less memory and a bigger disk that its root
-filesystem grows into at the next boot, stop/start with a taken SSH port re-chosen, a killed hypervisor reported Stopped and started again with everything still
+and provisions the engine. Then: docker-py over TLS, a container that prints (busybox
+``docker import``ed through the TLS connection: no registry is reachable from the guest), the
+real ``docker`` CLI from ``toolbox env`` output and from the machine's context, a client
+without the client certificate refused, a changed SSH host key refused (paramiko and
+OpenSSH), only loopback listeners for QEMU, re-provisioning changing nothing, ``toolbox set``
+refused while running and, once stopped, giving the guest 1 CPU, less memory and a bigger
+disk that its root filesystem grows into at the next boot, stop/start with a taken SSH port
+re-chosen, a killed hypervisor reported Stopped and started again with everything still
 there, new certificates, and ``rm`` leaving no process and no file behind.
 
 Every wait is bounded; the whole test holds ``/tmp/toolbox-vm.lock`` because other tests
