@@ -199,19 +199,24 @@ def cmd_create(args: argparse.Namespace) -> int:
         image=args.image,
         shares=() if args.no_share else (tuple(args.share) if args.share else None),
         port_bind=PortBind(args.port_bind),
+        keep_on_failure=args.keep_on_failure,
     )
     with _progress(args) as progress:
         try:
             result = service.create(options, progress)
         except (ToolboxError, KeyboardInterrupt) as exc:
             progress.close()  # end the bar line before the advice below
-            exists_already = isinstance(exc, MachineError) and "already exists" in exc.message
-            if not exists_already and service.store.exists(args.name):
+            if _half_made(service, args.name):
                 print(
                     f"The machine is kept: `toolbox create {args.name}` continues where it "
-                    f"stopped; `toolbox rm -f {args.name}` removes it.",
+                    f"stopped (so does `toolbox start {args.name}`); `toolbox rm -f "
+                    f"{args.name}` removes it.",
                     file=sys.stderr,
                 )
+            elif not isinstance(exc, ToolboxError):
+                # What the service noted on an interrupt (a ToolboxError's hint says it).
+                for note in getattr(exc, "__notes__", ()):
+                    print(note, file=sys.stderr)
             raise
     spec = result.spec
     verb = "Finished creating" if result.resumed else "Created"
@@ -226,6 +231,29 @@ def cmd_create(args: argparse.Namespace) -> int:
             f"(docker --context {dockercontext.context_name(spec.name)} ps)"
         )
     print(f"To use it in this shell: {_env_hint(spec.name)}")
+    return 0
+
+
+def _half_made(service: Any, name: str) -> bool:
+    """Whether an unfinished machine ``name`` is on disk (kept after a failed create)."""
+    try:
+        return not service.get(name).complete
+    except ToolboxError:  # none (removed, or never made), or a damaged record
+        return False
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    result = _service(args).set_resources(
+        args.name, cpus=args.cpus, memory_mib=args.memory, disk_gib=args.disk
+    )
+    spec = result.spec
+    now = f"{spec.cpus} CPUs, {spec.memory_mib} MiB memory, {spec.disk_gib} GiB disk"
+    if not result.changed:
+        print(f"Machine {spec.name} already has {now}; nothing changed.")
+        return 0
+    print(f"Machine {spec.name} now has {now}; it takes effect at its next start.")
+    if "disk_gib" in result.changed:
+        print("The guest grows its root filesystem to the new disk size when it boots.")
     return 0
 
 
@@ -867,6 +895,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="where published container ports bind on this computer: loopback (default, "
         "127.0.0.1 only) or published (what the container asked for: 0.0.0.0 exposes them "
         "to your network)",
+    )
+    p.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="keep a machine whose create failed or was interrupted, to inspect it or to "
+        "continue it with `toolbox create NAME` (by default it is removed)",
+    )
+
+    p = add("set", cmd_set, "change a stopped machine's CPUs, memory or disk size")
+    _add_name(p)
+    p.add_argument("--cpus", type=_arg(_cpus), help="virtual CPUs")
+    p.add_argument(
+        "--memory",
+        type=_arg(parse_memory_mib),
+        metavar="SIZE",
+        help="memory in MiB, or with a unit like 4G",
+    )
+    p.add_argument(
+        "--disk",
+        type=_arg(parse_disk_gib),
+        metavar="SIZE",
+        help="disk size in GiB, or with a unit like 1T; it only grows (the guest grows its "
+        "filesystem at its next boot)",
     )
 
     p = add("start", cmd_start, "start a machine and wait for its engine")

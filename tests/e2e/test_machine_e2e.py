@@ -1,13 +1,15 @@
 """End to end: one real machine under QEMU (TCG here), driven through the ``toolbox`` CLI.
 
 The locally built guest image (the ``guest_image`` fixture) is registered in this test's
-fresh TOOLBOX_HOME. ``toolbox create`` runs as a subprocess and gets a real SIGINT once the
-guest has booted; ``toolbox create`` again continues from the recorded phase and provisions
-the engine. Then: docker-py over TLS, a container that prints (busybox ``docker import``ed
-through the TLS connection: no registry is reachable from the guest), the real ``docker``
-CLI from ``toolbox env`` output and from the machine's context, a client without the client
-certificate refused, a changed SSH host key refused (paramiko and OpenSSH), only loopback
-listeners for QEMU, re-provisioning changing nothing, stop/start with a taken SSH port
+fresh TOOLBOX_HOME. ``toolbox create --keep-on-failure`` runs as a subprocess and gets a real
+SIGINT once the guest has booted; ``toolbox create`` again continues from the recorded phase
+and provisions the engine. Then: docker-py over TLS, a container that prints (busybox
+``docker import``ed through the TLS connection: no registry is reachable from the guest), the
+real ``docker`` CLI from ``toolbox env`` output and from the machine's context, a client
+without the client certificate refused, a changed SSH host key refused (paramiko and
+OpenSSH), only loopback listeners for QEMU, re-provisioning changing nothing, ``toolbox set``
+refused while running and, once stopped, giving the guest 1 CPU, less memory and a bigger
+disk that its root filesystem grows into at the next boot, stop/start with a taken SSH port
 re-chosen, a killed hypervisor reported Stopped and started again with everything still
 there, new certificates, and ``rm`` leaving no process and no file behind.
 
@@ -39,7 +41,7 @@ from filelock import FileLock
 
 from tests.harness import free_port, import_busybox, wait_until
 from toolbox import cli, dockercontext
-from toolbox.errors import HostKeyMismatch
+from toolbox.errors import EXIT_MACHINE, EXIT_USAGE, HostKeyMismatch
 from toolbox.guest.images import ImageStore
 from toolbox.machine.guestops import RealGuestOps
 from toolbox.machine.service import MachineService, console_log_path
@@ -117,6 +119,13 @@ def toolbox(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     out, err = capsys.readouterr()
     say(f"$ toolbox {' '.join(argv)}  -> {code}\n{out}{err}")
     return code, out, err
+
+
+def root_size(capsys: pytest.CaptureFixture[str]) -> int:
+    """The size of the guest's root filesystem, in bytes."""
+    code, out, err = toolbox(capsys, "ssh", NAME, "--", "df -B1 --output=size / | tail -n 1")
+    assert code == 0, err
+    return int(out.strip())
 
 
 def docker_cli(env: dict[str, str], *argv: str, check: bool = True) -> str:
@@ -211,7 +220,7 @@ def test_machine_end_to_end(
             proc = subprocess.Popen(
                 [sys.executable, "-m", "toolbox", "create", NAME, "--driver", "qemu",
                  "--image", registered_image, "--cpus", "2", "--memory", "2048",
-                 "--disk", "10"],
+                 "--disk", "10", "--keep-on-failure"],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             assert proc.stderr is not None
@@ -357,10 +366,24 @@ def test_machine_end_to_end(
             assert summary.changed == ()
 
         with stages("stop"):
+            code, out, err = toolbox(capsys, "set", NAME, "--cpus", "1")
+            assert code == EXIT_MACHINE and "is running" in err  # refused while running
+            root_before = root_size(capsys)
             pid = qemu_pid(machine_dir)
             assert toolbox(capsys, "stop", NAME)[0] == 0
             wait_until(lambda: not pid_alive(pid), 30, what="QEMU exit")
             assert toolbox(capsys, "status", NAME)[1] == "Stopped\n"
+
+        with stages("set while stopped: 1 CPU, 1536 MiB memory, a 12 GiB disk"):
+            code, out, err = toolbox(
+                capsys, "set", NAME, "--cpus", "1", "--memory", "1536", "--disk", "12"
+            )
+            assert code == 0, err
+            assert "takes effect at its next start" in out
+            resized = service.get(NAME)
+            assert (resized.cpus, resized.memory_mib, resized.disk_gib) == (1, 1536, 12)
+            assert toolbox(capsys, "set", NAME, "--disk", "11")[0] == EXIT_USAGE  # no shrink
+            assert service.get(NAME) == resized
 
         with stages("start with the SSH port taken: port re-chosen, engine ready"):
             squatter = socket.socket()
@@ -383,6 +406,16 @@ def test_machine_end_to_end(
             finally:
                 client.close()
             assert toolbox(capsys, "ssh", NAME, "--", "true")[0] == 0  # new known_hosts entry
+            # What `toolbox set` changed: the guest sees it, and its root filesystem grew
+            # into the bigger disk at boot (toolbox-growroot.service from the seed).
+            assert toolbox(capsys, "ssh", NAME, "--", "nproc")[1] == "1\n"
+            meminfo = toolbox(capsys, "ssh", NAME, "--", "grep MemTotal /proc/meminfo")[1]
+            assert 1024 * 1024 < int(meminfo.split()[1]) <= 1536 * 1024, meminfo
+            wait_until(
+                lambda: root_size(capsys) > root_before + 3 * 1024**3 // 2,
+                120,
+                what=f"the root filesystem to grow from {root_before} bytes",
+            )
 
         with stages("a killed hypervisor reads as Stopped; start works again"):
             pid = qemu_pid(machine_dir)

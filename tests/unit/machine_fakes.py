@@ -24,7 +24,7 @@ from toolbox.drivers.base import (
     VMState,
     merge_forwards,
 )
-from toolbox.errors import DriverError, ProvisionError, SSHError
+from toolbox.errors import Cancelled, DriverError, ProvisionError, SSHError, ValidationError
 from toolbox.machine.guestops import MachineFiles, ProvisionSummary, ca_dir
 from toolbox.machine.model import MachineSpec
 from toolbox.process import CommandResult
@@ -47,6 +47,10 @@ class FakeDriver(Driver):
     persist_live: bool = False
     calls: list[str] = field(default_factory=list)
     fail_start: int = 0
+    fail_create: int = 0
+    fail_modify: set[str] = field(default_factory=set)  # modify fails when given these
+    # What the hypervisor holds per VM: (cpus, memory_mib, disk_gib).
+    resources: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def availability(self) -> Availability:
         if self.usable:
@@ -59,6 +63,10 @@ class FakeDriver(Driver):
     def create(self, spec: VMSpec) -> None:
         self.calls.append(f"create {spec.name}")
         self._disk(spec).write_bytes(b"overlay")
+        if self.fail_create:
+            self.fail_create -= 1
+            raise DriverError("fake create failed", hint="try again")
+        self.resources.setdefault(spec.name, (spec.cpus, spec.memory_mib, spec.disk_gib))
         self.states.setdefault(spec.name, VMState.STOPPED)
         self.saved_forwards.setdefault(spec.name, list(spec.forwards))
 
@@ -95,7 +103,33 @@ class FakeDriver(Driver):
     def remove(self, spec: VMSpec) -> None:
         self.calls.append(f"remove {spec.name}")
         self.states.pop(spec.name, None)
+        self.resources.pop(spec.name, None)
         self._disk(spec).unlink(missing_ok=True)
+
+    def modify(
+        self,
+        spec: VMSpec,
+        *,
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        disk_gib: int | None = None,
+    ) -> None:
+        """Like the real drivers: refused while up, the disk only grows."""
+        self.calls.append(f"modify {spec.name} cpus={cpus} memory={memory_mib} disk={disk_gib}")
+        if self.state(spec).is_up:
+            raise DriverError(f"{spec.name} is running")
+        given = {k for k, v in (("cpus", cpus), ("memory_mib", memory_mib), ("disk_gib", disk_gib))
+                 if v is not None}  # fmt: skip
+        if given & self.fail_modify:
+            raise DriverError("fake modify failed", hint="try again")
+        old = self.resources[spec.name]
+        if disk_gib is not None and disk_gib < old[2]:
+            raise ValidationError("disk", f"cannot shrink {old[2]} GiB to {disk_gib} GiB")
+        self.resources[spec.name] = (
+            old[0] if cpus is None else cpus,
+            old[1] if memory_mib is None else memory_mib,
+            old[2] if disk_gib is None else disk_gib,
+        )
 
     def state(self, spec: VMSpec) -> VMState:
         return self.states.get(spec.name, VMState.NOT_FOUND)
@@ -152,6 +186,8 @@ class FakeGuest:
         timeout: float,
         cancel: threading.Event | None,
     ) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Cancelled while waiting for SSH")
         self._running(spec)
         assert files.known_hosts.read_text().startswith(f"[127.0.0.1]:{spec.ssh_port} ")
 

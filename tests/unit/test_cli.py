@@ -166,10 +166,11 @@ def test_failed_create_says_how_to_resume(
     fakes: tuple[FakeDriver, FakeGuest, MachineService], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fakes[1].fail_provision = 1
-    code, out, err = run(capsys, "create", "--image", IMAGE)
+    code, out, err = run(capsys, "create", "--image", IMAGE, "--keep-on-failure")
     assert code == errors.EXIT_PROVISION
-    assert "Error: engine install failed" in err and "Hint: check the network" in err
+    assert "Error: engine install failed" in err and "Hint: check the network\n" in err
     assert "`toolbox create default` continues where it stopped" in err
+    assert "was removed" not in err
     code, out, err = run(capsys, "ls")
     assert "creation was interrupted after: Boot and wait for SSH" in out
     code, out, _ = run(capsys, "create")
@@ -185,9 +186,53 @@ def test_ctrl_c_exits_130(
         raise KeyboardInterrupt
 
     fakes[1].on_provision = interrupt
-    code, _, err = run(capsys, "create", "--image", IMAGE)
+    code, _, err = run(capsys, "create", "--image", IMAGE, "--keep-on-failure")
     assert code == errors.EXIT_INTERRUPTED
     assert "Interrupted." in err and "toolbox rm -f default" in err
+    assert "continues where it stopped" in err
+    assert fakes[2].store.exists("default")
+
+
+def test_ctrl_c_without_keep_on_failure_removes_the_machine(
+    fakes: tuple[FakeDriver, FakeGuest, MachineService],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    fakes[1].on_provision = interrupt
+    code, _, err = run(capsys, "create", "--image", IMAGE)
+    assert code == errors.EXIT_INTERRUPTED
+    assert "Interrupted." in err
+    assert (
+        "The half-made machine 'default' was removed; `toolbox create default "
+        "--keep-on-failure` keeps it" in err
+    )
+    assert "continues where it stopped" not in err
+    assert run(capsys, "ls", "-q") == (0, "", "")
+
+
+def test_failed_create_removes_the_machine_and_the_name_is_free_again(
+    fakes: tuple[FakeDriver, FakeGuest, MachineService],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # The case: a create from a missing image left an Error record "x" behind, and
+    # the next `toolbox create x` refused.
+    code, out, err = run(capsys, "create", "x", "--image", str(tmp_path / "nonexistent.qcow2"))
+    assert code == errors.EXIT_NOT_FOUND and out == ""
+    assert "Error: No guest image" in err
+    assert "Hint: `toolbox image ls` lists cached images" in err
+    assert "`toolbox create x --keep-on-failure` keeps it for inspection" in err
+    assert "continues where it stopped" not in err
+    assert run(capsys, "ls", "-q") == (0, "", "")
+    fakes[1].fail_provision = 1
+    code, _, err = run(capsys, "create", "x", "--image", IMAGE)
+    assert code == errors.EXIT_PROVISION
+    assert "Hint: check the network The half-made machine 'x' was removed" in err
+    code, out, err = run(capsys, "create", "x", "--image", IMAGE)
+    assert code == 0, err
+    assert out.startswith("Created machine x")
 
 
 def test_ls_table_and_json(
@@ -481,3 +526,58 @@ def test_cpu_argument_accepts_only_plain_numbers(text: str) -> None:
     except errors.UsageError:
         return
     assert 1 <= value <= 256 and text.strip() == str(value).rjust(len(text.strip()), "0")
+
+
+# -- set: CPUs, memory and disk of a stopped machine -----------------------------------------
+
+
+def test_set_changes_a_stopped_machine(
+    fakes: tuple[FakeDriver, FakeGuest, MachineService], capsys: pytest.CaptureFixture[str]
+) -> None:
+    create(capsys)
+    run(capsys, "stop")
+    code, out, err = run(capsys, "set", "--cpus", "4", "--memory", "4G", "--disk", "40G")
+    assert code == 0, err
+    assert out == (
+        "Machine default now has 4 CPUs, 4096 MiB memory, 40 GiB disk; it takes effect at "
+        "its next start.\n"
+        "The guest grows its root filesystem to the new disk size when it boots.\n"
+    )
+    [row] = json.loads(run(capsys, "ls", "--json")[1])
+    assert (row["cpus"], row["memory_mib"], row["disk_gib"]) == (4, 4096, 40)
+    code, out, _ = run(capsys, "set", "default", "--cpus", "4")
+    assert code == 0 and "nothing changed" in out
+    code, out, _ = run(capsys, "set", "default", "--memory", "3072")
+    assert code == 0 and "3072 MiB memory" in out and "filesystem" not in out
+
+
+def test_set_is_refused_while_running_and_when_shrinking(
+    fakes: tuple[FakeDriver, FakeGuest, MachineService], capsys: pytest.CaptureFixture[str]
+) -> None:
+    create(capsys)
+    code, out, err = run(capsys, "set", "--cpus", "4")
+    assert code == errors.EXIT_MACHINE and out == ""
+    assert "Error: Machine 'default' is running (Running)" in err
+    assert "Hint: Stop it with `toolbox stop default`, change it, then start it again." in err
+    run(capsys, "stop")
+    code, out, err = run(capsys, "set", "--disk", "10")
+    assert code == errors.EXIT_USAGE and out == ""
+    assert "Error: The disk of machine 'default' is 20 GiB; it cannot shrink to 10 GiB" in err
+    assert "Hint: Give 20 GiB or more: a disk only grows" in err
+    code, _, err = run(capsys, "set")
+    assert code == errors.EXIT_USAGE and "Error: Nothing to change" in err
+    code, _, err = run(capsys, "set", "ghost", "--cpus", "2")
+    assert code == errors.EXIT_NOT_FOUND and "No machine named 'ghost'" in err
+    assert json.loads(run(capsys, "ls", "--json")[1])[0]["cpus"] == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["set", "--cpus", "0"], ["set", "--memory", "12"], ["set", "--disk", "1"],
+     ["set", "Bad_Name", "--cpus", "2"]],
+)  # fmt: skip
+def test_set_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == errors.EXIT_USAGE
+    assert "error:" in capsys.readouterr().err

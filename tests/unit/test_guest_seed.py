@@ -14,7 +14,16 @@ import pytest
 import yaml
 
 from toolbox.errors import ValidationError
-from toolbox.guest.seed import SSHD_DROP_IN, SeedConfig, user_data, write_seed_iso
+from toolbox.guest.seed import (
+    GROWROOT_SCRIPT,
+    GROWROOT_SERVICE,
+    GROWROOT_SH,
+    GROWROOT_UNIT,
+    SSHD_DROP_IN,
+    SeedConfig,
+    user_data,
+    write_seed_iso,
+)
 from toolbox.ssh.keys import generate_host_key, generate_user_key
 
 
@@ -79,8 +88,17 @@ def test_seed_iso_has_label_names_and_contents(tmp_path: Path, config: SeedConfi
     }
     assert "ssh_genkeytypes" not in cfg  # given ssh_keys, cloud-init generates none
     assert cfg["ssh_deletekeys"] is True
-    [drop_in] = cfg["write_files"]
+    drop_in, script, unit = cfg["write_files"]
     assert drop_in["path"] == SSHD_DROP_IN
+    assert (script["path"], script["permissions"]) == (GROWROOT_SCRIPT, "0755")
+    assert script["content"] == GROWROOT_SH
+    assert (unit["path"], unit["content"]) == (
+        f"/etc/systemd/system/{GROWROOT_UNIT}",
+        GROWROOT_SERVICE,
+    )
+    assert f"ExecStart={GROWROOT_SCRIPT}\n" in unit["content"]
+    assert "WantedBy=multi-user.target" in unit["content"]
+    assert cfg["runcmd"] == [["systemctl", "enable", GROWROOT_UNIT]]
     lines = drop_in["content"].splitlines()
     for wanted in (
         "PermitRootLogin no",
@@ -145,3 +163,84 @@ def test_values_cannot_inject_yaml(config: SeedConfig) -> None:
     cfg = yaml.safe_load(user_data(quoted))
     assert cfg["ssh_pwauth"] is False
     assert cfg["users"][0]["ssh_authorized_keys"] == [quoted.authorized_key]
+
+
+# -- the grow-root boot unit's script, run for real by dash over a made-up /sys ---------------
+
+
+def _growroot(tmp_path: Path, partition: int | None, growpart: bool) -> list[str]:
+    """Run GROWROOT_SH with /sys replaced (in a private mount namespace) by a tree where the
+    root's ``/sys/dev/block/254:N`` links to the virtio disk ``vda`` or its partition N, and
+    with mountpoint, findmnt, growpart and resize2fs replaced by stubs that log their
+    arguments (nothing real is touched). Returns the logged calls and stderr lines."""
+    sysfs = tmp_path / "sys"
+    disk = sysfs / "devices" / "pci0000:00" / "virtio1" / "block" / "vda"
+    root = disk
+    if partition is not None:
+        root = disk / f"vda{partition}"
+        root.mkdir(parents=True)
+        (root / "partition").write_text(f"{partition}\n")
+    disk.mkdir(parents=True, exist_ok=True)
+    majmin = f"254:{partition or 0}"
+    (sysfs / "dev" / "block").mkdir(parents=True)
+    (sysfs / "dev" / "block" / majmin).symlink_to(root)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "calls.log"
+    tools = {"mountpoint": f"echo {majmin}", "findmnt": "echo ext4", "resize2fs": ""}
+    if growpart:
+        tools["growpart"] = "echo NOCHANGE; exit 1"
+    for tool, body in tools.items():
+        stub = stubs / tool
+        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n{body}\n')
+        stub.chmod(0o755)
+    script = tmp_path / "toolbox-growroot"
+    script.write_text(GROWROOT_SH)
+    inner = f"mount --bind {sysfs} /sys && PATH={stubs}:/usr/bin:/bin exec dash {script}"
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", inner], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return log.read_text().splitlines() + proc.stderr.splitlines()
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None or shutil.which("dash") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount --bind /tmp /mnt"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+needs_unshare = pytest.mark.skipif(
+    not _can_unshare(), reason="needs root for a private mount namespace (unshare -m) and dash"
+)
+
+
+@needs_unshare
+def test_growroot_grows_the_partition_then_the_file_system(tmp_path: Path) -> None:
+    # The Debian cloud image: root on /dev/vda1.
+    calls = _growroot(tmp_path, 1, growpart=True)
+    assert calls == [
+        "mountpoint -d /",
+        "growpart /dev/vda 1",
+        "findmnt -n -o FSTYPE /",
+        "resize2fs /dev/vda1",
+    ]
+
+
+@needs_unshare
+def test_growroot_on_a_whole_disk_file_system_only_resizes_it(tmp_path: Path) -> None:
+    # The locally built image: ext4 on the whole of /dev/vda, no partition table.
+    calls = _growroot(tmp_path, None, growpart=True)
+    assert calls == ["mountpoint -d /", "findmnt -n -o FSTYPE /", "resize2fs /dev/vda"]
+
+
+@needs_unshare
+def test_growroot_without_growpart_says_so_and_still_resizes(tmp_path: Path) -> None:
+    calls = _growroot(tmp_path, 1, growpart=False)
+    assert calls == [
+        "mountpoint -d /",
+        "findmnt -n -o FSTYPE /",
+        "resize2fs /dev/vda1",
+        "toolbox-growroot: no growpart; /dev/vda1 is not grown",  # stderr
+    ]

@@ -19,6 +19,7 @@ from tests.unit.machine_fakes import FakeDriver, FakeGuest
 from toolbox import dockercontext, paths
 from toolbox.drivers.base import VMState
 from toolbox.errors import (
+    Cancelled,
     DriverError,
     MachineError,
     NotFoundError,
@@ -137,7 +138,7 @@ def test_a_failed_provision_is_resumed_by_create(
 ) -> None:
     guest.fail_provision = 1
     with pytest.raises(ProvisionError):
-        service.create(options())
+        service.create(options(keep_on_failure=True))
     spec = service.get("default")
     assert spec.create_phase is CreatePhase.BOOT and not spec.provisioned
     status = service.status("default")
@@ -158,7 +159,7 @@ def test_ctrl_c_after_the_seed_is_continued_by_start(
     service: MachineService, driver: FakeDriver, guest: FakeGuest
 ) -> None:
     with pytest.raises(KeyboardInterrupt):
-        service.create(options(), Recorder(stop_at=("create.seed", True)))
+        service.create(options(keep_on_failure=True), Recorder(stop_at=("create.seed", True)))
     assert service.get("default").create_phase is CreatePhase.SEED
     assert not service.store.is_busy("default")  # the lock went with the interrupt
     key_before = service.files("default").user_key.read_bytes()
@@ -177,10 +178,10 @@ def test_a_crash_during_boot_restarts_the_vm_on_resume(
 
     guest.on_provision = vm_dies
     with pytest.raises(ConnectionResetError):
-        service.create(options())
+        service.create(options(keep_on_failure=True))
     assert service.status("default").state is MachineState.ERROR
     guest.on_provision = None
-    service.create(options())
+    service.create(options(keep_on_failure=True))
     assert driver.calls == ["create default", "start default", "start default"]
     assert service.status("default").state is MachineState.RUNNING
 
@@ -188,7 +189,7 @@ def test_a_crash_during_boot_restarts_the_vm_on_resume(
 def test_resume_with_another_driver_is_refused(service: MachineService, guest: FakeGuest) -> None:
     guest.fail_provision = 1
     with pytest.raises(ProvisionError):
-        service.create(options())
+        service.create(options(keep_on_failure=True))
     with pytest.raises(UsageError):
         service.create(options(driver="virtualbox"))
 
@@ -320,7 +321,7 @@ def test_force_remove_of_an_interrupted_create(
 ) -> None:
     guest.fail_provision = 1
     with pytest.raises(ProvisionError):
-        service.create(options())
+        service.create(options(keep_on_failure=True))
     service.remove("default", force=True)
     assert not (paths.machines_dir() / "default").exists()
     assert driver.states == {}
@@ -360,7 +361,7 @@ def test_status_of_a_create_in_progress_elsewhere(service: MachineService) -> No
     assert isinstance(guest_fail, FakeGuest)
     guest_fail.fail_provision = 1
     with pytest.raises(ProvisionError):
-        service.create(options())
+        service.create(options(keep_on_failure=True))
     thread = threading.Thread(target=holder)
     thread.start()
     try:
@@ -402,7 +403,7 @@ def test_ip_env_and_inspect(service: MachineService) -> None:
 def test_env_of_an_unfinished_machine_is_refused(service: MachineService, guest: FakeGuest) -> None:
     guest.fail_provision = 1
     with pytest.raises(ProvisionError):
-        service.create(options())
+        service.create(options(keep_on_failure=True))
     with pytest.raises(MachineError):
         service.env("default")
 
@@ -488,3 +489,264 @@ def test_create_validates_its_options(service: MachineService, field: str, value
     with pytest.raises(ValidationError):
         service.create(CreateOptions(**values))  # type: ignore[arg-type]
     assert not (paths.machines_dir() / "default").exists()
+
+
+# -- nothing half-made: a failed or cancelled create removes what it made ----------------------
+
+
+def _assert_nothing_left(service: MachineService, driver: FakeDriver, name: str) -> None:
+    assert not service.store.dir_for(name).exists()
+    assert not console_log_path(name).parent.exists()
+    assert dockercontext.read_context(f"toolbox-{name}") is None
+    assert name not in driver.states and name not in driver.resources
+    assert service.statuses() == []
+
+
+def test_a_failed_create_removes_the_vm_files_and_record(
+    service: MachineService, driver: FakeDriver, guest: FakeGuest
+) -> None:
+    guest.fail_provision = 1
+    with pytest.raises(ProvisionError) as info:
+        service.create(options())
+    hint = info.value.hint or ""
+    assert hint.startswith("check the network")  # the cause's own hint comes first
+    assert "was removed" in hint and "toolbox create default --keep-on-failure" in hint
+    assert driver.calls == ["create default", "start default", "remove default"]
+    _assert_nothing_left(service, driver, "default")
+    # The name is free again: the next create starts over rather than refusing or resuming.
+    result = service.create(options())
+    assert result.spec.complete and not result.resumed
+    assert not any(p.skipped for p in result.phases)
+
+
+def test_a_missing_image_leaves_no_machine_record(
+    service: MachineService, driver: FakeDriver, tmp_path: Path
+) -> None:
+    # The case: `toolbox create x --image /nonexistent.qcow2`, then `toolbox create x`.
+    with pytest.raises(NotFoundError) as info:
+        service.create(CreateOptions(name="x", image=str(tmp_path / "nonexistent.qcow2")))
+    assert "--keep-on-failure" in (info.value.hint or "")
+    assert driver.calls == ["remove x"]  # no VM was made; removing one is safe anyway
+    _assert_nothing_left(service, driver, "x")
+    assert service.create(options("x")).spec.complete
+
+
+def test_a_failed_vm_create_removes_its_half_written_disk(
+    service: MachineService, driver: FakeDriver
+) -> None:
+    driver.fail_create = 1
+    with pytest.raises(DriverError):
+        service.create(options())
+    assert "remove default" in driver.calls
+    _assert_nothing_left(service, driver, "default")
+
+
+def test_ctrl_c_removes_what_the_create_made(service: MachineService, driver: FakeDriver) -> None:
+    with pytest.raises(KeyboardInterrupt) as info:
+        service.create(options(), Recorder(stop_at=("create.seed", True)))
+    notes = getattr(info.value, "__notes__", [])
+    assert len(notes) == 1 and "toolbox create default --keep-on-failure" in notes[0]
+    _assert_nothing_left(service, driver, "default")
+    assert service.create(options()).spec.complete
+
+
+def test_a_cancelled_create_removes_the_vm_it_started(
+    service: MachineService, driver: FakeDriver
+) -> None:
+    cancel = threading.Event()
+
+    def progress(report: Progress) -> None:
+        if (report.step, report.done) == ("create.vm", True):
+            cancel.set()  # as the GUI's Cancel button does
+
+    with pytest.raises(Cancelled) as info:
+        service.create(options(), progress, cancel)
+    assert "--keep-on-failure" in (info.value.hint or "")
+    assert driver.calls == ["create default", "start default", "remove default"]
+    _assert_nothing_left(service, driver, "default")
+
+
+def test_keep_on_failure_keeps_the_machine_and_start_continues_it(
+    service: MachineService, driver: FakeDriver
+) -> None:
+    driver.fail_create = 1
+    with pytest.raises(DriverError) as info:
+        service.create(options(keep_on_failure=True))
+    assert info.value.hint == "try again"  # nothing was removed, so nothing is said about it
+    spec = service.get("default")
+    assert spec.create_phase is CreatePhase.SEED
+    assert service.status("default").state is MachineState.ERROR
+    assert service.files("default").seed_iso.exists()  # there to inspect
+    result = service.start("default")
+    assert result.resumed and result.spec.complete
+    assert {p.phase for p in result.phases if p.skipped} == {"keys", "seed"}
+
+
+def test_a_failed_continuation_of_a_kept_machine_keeps_it(
+    service: MachineService, guest: FakeGuest
+) -> None:
+    guest.fail_provision = 2
+    with pytest.raises(ProvisionError):
+        service.create(options(keep_on_failure=True))
+    # Continued without the flag: the user kept this machine, a failure does not remove it.
+    with pytest.raises(ProvisionError) as info:
+        service.create(CreateOptions(name="default"))
+    assert info.value.hint == "check the network"
+    assert service.get("default").create_phase is CreatePhase.BOOT
+    assert service.create(CreateOptions(name="default")).spec.complete
+
+
+def test_refused_creates_never_remove_the_machine_that_is_there(
+    service: MachineService, guest: FakeGuest
+) -> None:
+    service.create(options())
+    with pytest.raises(MachineError):
+        service.create(options())  # exists already
+    assert service.get("default").complete
+    guest.fail_provision = 1
+    with pytest.raises(ProvisionError):
+        service.create(options("other", keep_on_failure=True))
+    store = MachineStore()
+    started, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with store.lock("other"):
+            started.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(MachineError) as info:
+            service.create(options("other"))  # busy: another operation works on it
+        assert "busy" in info.value.message
+    finally:
+        release.set()
+        thread.join(10)
+    assert service.get("other").create_phase is CreatePhase.BOOT
+
+
+def test_a_failing_cleanup_keeps_the_create_error_and_says_what_to_do(
+    service: MachineService, guest: FakeGuest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def remove_fails(name: str, force: bool = False) -> None:
+        raise MachineError("the disk is held by another program")
+
+    monkeypatch.setattr(service, "remove", remove_fails)
+    guest.fail_provision = 1
+    with pytest.raises(ProvisionError) as info:
+        service.create(options())
+    hint = info.value.hint or ""
+    assert "failed too (the disk is held by another program)" in hint
+    assert "toolbox rm -f default" in hint
+
+
+# -- set_resources: CPUs, memory and disk of a stopped machine ---------------------------------
+
+
+def test_set_resources_of_a_stopped_machine(service: MachineService, driver: FakeDriver) -> None:
+    service.create(options(cpus=2, memory_mib=2048, disk_gib=20))
+    service.stop("default")
+    driver.calls.clear()
+    result = service.set_resources("default", cpus=4, memory_mib="4G", disk_gib="40GiB")
+    assert result.changed == ("disk_gib", "cpus", "memory_mib")
+    assert (result.spec.cpus, result.spec.memory_mib, result.spec.disk_gib) == (4, 4096, 40)
+    # The disk on its own first (it cannot be undone), then CPUs and memory together.
+    assert driver.calls == [
+        "modify default cpus=None memory=None disk=40",
+        "modify default cpus=4 memory=4096 disk=None",
+    ]
+    assert driver.resources["default"] == (4, 4096, 40)
+    raw = json.loads((service.files("default").directory / "machine.json").read_text())
+    assert (raw["cpus"], raw["memory_mib"], raw["disk_gib"]) == (4, 4096, 40)
+    # What the next start hands the driver (QEMU puts it on its command line).
+    vmspec = service.vm_spec(service.get("default"))
+    assert (vmspec.cpus, vmspec.memory_mib, vmspec.disk_gib) == (4, 4096, 40)
+    service.start("default")
+    assert service.status("default").state is MachineState.RUNNING
+
+
+def test_set_resources_only_sends_what_changes(service: MachineService, driver: FakeDriver) -> None:
+    service.create(options(cpus=2, memory_mib=2048, disk_gib=20))
+    service.stop("default")
+    driver.calls.clear()
+    assert service.set_resources("default", cpus=2, disk_gib=20).changed == ()
+    assert driver.calls == []
+    result = service.set_resources("default", cpus=2, memory_mib=1024)
+    assert result.changed == ("memory_mib",)
+    assert driver.calls == ["modify default cpus=None memory=1024 disk=None"]
+
+
+def test_set_resources_is_refused_while_the_machine_runs(
+    service: MachineService, driver: FakeDriver
+) -> None:
+    before = service.create(options()).spec
+    driver.calls.clear()
+    with pytest.raises(MachineError) as info:
+        service.set_resources("default", cpus=4)
+    assert "is running" in info.value.message
+    assert "toolbox stop default" in (info.value.hint or "")
+    driver.states["default"] = VMState.PAUSED
+    with pytest.raises(MachineError):
+        service.set_resources("default", memory_mib=4096)
+    assert driver.calls == []
+    assert service.get("default") == before
+
+
+def test_set_resources_refuses_to_shrink_the_disk(
+    service: MachineService, driver: FakeDriver
+) -> None:
+    before = service.create(options(disk_gib=20)).spec
+    service.stop("default")
+    driver.calls.clear()
+    with pytest.raises(ValidationError) as info:
+        service.set_resources("default", cpus=4, disk_gib=10)
+    assert info.value.field == "disk"
+    assert "cannot shrink" in info.value.message and "20 GiB or more" in (info.value.hint or "")
+    assert driver.calls == []  # nothing at all changed, CPUs neither
+    assert service.get("default") == before
+
+
+def test_set_resources_records_only_what_the_driver_did(
+    service: MachineService, driver: FakeDriver
+) -> None:
+    before = service.create(options(cpus=2, disk_gib=20)).spec
+    service.stop("default")
+    driver.fail_modify = {"cpus"}
+    with pytest.raises(DriverError):
+        service.set_resources("default", cpus=4, disk_gib=30)
+    # The disk grew (and is recorded); the CPUs did not change, and the record says so.
+    after = service.get("default")
+    assert (after.cpus, after.disk_gib) == (2, 30)
+    assert driver.resources["default"][0] == 2
+    driver.fail_modify = {"disk_gib"}
+    with pytest.raises(DriverError):
+        service.set_resources("default", disk_gib=40)
+    assert service.get("default").disk_gib == 30
+    assert before.created == after.created
+
+
+def test_set_resources_input_and_state_errors(
+    service: MachineService, guest: FakeGuest, driver: FakeDriver
+) -> None:
+    with pytest.raises(NotFoundError):
+        service.set_resources("ghost", cpus=2)
+    assert not service.store.dir_for("ghost").exists()  # no folder made for its lock
+    guest.fail_provision = 1
+    with pytest.raises(ProvisionError):
+        service.create(options(keep_on_failure=True))
+    with pytest.raises(MachineError) as info:
+        service.set_resources("default", cpus=4)
+    assert "not fully created" in info.value.message
+    service.create(options())
+    service.stop("default")
+    with pytest.raises(UsageError):
+        service.set_resources("default")
+    for kwargs in ({"cpus": 0}, {"memory_mib": "12"}, {"disk_gib": "1"}, {"disk_gib": "x"}):
+        with pytest.raises(ValidationError):
+            service.set_resources("default", **kwargs)  # type: ignore[arg-type]
+    del driver.states["default"]
+    with pytest.raises(MachineError) as info:
+        service.set_resources("default", cpus=4)
+    assert "toolbox rm -f default" in (info.value.hint or "")

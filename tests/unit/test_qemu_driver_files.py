@@ -8,13 +8,14 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from toolbox.drivers.base import BootImage, Forward, VMSpec, VMState
 from toolbox.drivers.qemu import AccelCache, QemuDriver
-from toolbox.errors import CommandError, DriverError, NotFoundError
+from toolbox.errors import CommandError, DriverError, NotFoundError, ValidationError
 from toolbox.process import CommandResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "qemu"
@@ -232,3 +233,65 @@ def test_start_after_the_base_image_vanished_says_so(
     assert str(base.resolve()) in exc.value.message
     assert "toolbox image ls" in (exc.value.hint or "")
     assert driver.state(spec) is VMState.STOPPED
+
+
+def test_modify_grows_the_overlay_with_qemu_img_and_never_shrinks_it(
+    driver: QemuDriver, tmp_path: Path, base: Path
+) -> None:
+    spec = _spec(tmp_path, base, disk_gib=2)
+    driver.create(spec)
+    overlay = spec.directory / "disk.qcow2"
+    sent: list[list[str]] = []
+    real = driver.runner
+
+    def recording(argv, **kw) -> CommandResult:  # the real qemu-img, argv kept
+        sent.append([str(a) for a in argv])
+        return real(argv, **kw)
+
+    driver.runner = recording
+    driver.modify(spec, disk_gib=5)
+    img = str(driver.qemu_img)
+    assert sent[-1] == [img, "resize", "-f", "qcow2", str(overlay), "5G"]
+    info = _qemu_img_info(overlay)
+    assert info["virtual-size"] == 5 * 1024**3
+    assert info["backing-filename"] == str(base.resolve())  # still the same overlay
+    sent.clear()
+    with pytest.raises(ValidationError) as exc:
+        driver.modify(spec, disk_gib=3)
+    assert exc.value.field == "disk" and "5 GiB or more" in (exc.value.hint or "")
+    assert not any("resize" in argv for argv in sent)
+    assert _qemu_img_info(overlay)["virtual-size"] == 5 * 1024**3
+    sent.clear()
+    driver.modify(spec, disk_gib=5)  # the size it has: nothing to do
+    driver.modify(spec, cpus=4, memory_mib=4096)  # on the command line at the next start
+    assert not any("resize" in argv for argv in sent)
+    assert json.loads((spec.directory / "qemu.json").read_text())["forwards"]
+
+
+def test_modify_refuses_a_running_vm_and_one_never_created(
+    driver: QemuDriver, tmp_path: Path, base: Path
+) -> None:
+    spec = _spec(tmp_path, base)
+    with pytest.raises(NotFoundError):
+        driver.modify(spec, cpus=2)
+    driver.create(spec)
+    pidfile = spec.directory / "qemu.pid"
+    # A real QEMU holding this machine's pid file (no guest: -machine none, paused).
+    qemu = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none", "-S",
+         "-pidfile", str(pidfile)],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline and qemu.poll() is None, "QEMU did not start"
+            time.sleep(0.05)
+        assert driver.state(spec).is_up
+        with pytest.raises(DriverError) as exc:
+            driver.modify(spec, disk_gib=4)
+        assert "is running" in exc.value.message
+    finally:
+        qemu.kill()
+        qemu.wait()
+    assert _qemu_img_info(spec.directory / "disk.qcow2")["virtual-size"] == 2 * 1024**3

@@ -17,7 +17,7 @@ import pytest
 
 from toolbox.drivers.base import BootImage, Forward, VMSpec, VMState
 from toolbox.drivers.virtualbox import VBoxError, VBoxManage, VirtualBoxDriver
-from toolbox.errors import DriverError, NotFoundError
+from toolbox.errors import DriverError, NotFoundError, ValidationError
 from toolbox.process import CommandResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "virtualbox"
@@ -636,3 +636,87 @@ def test_live_only_forwards_use_controlvm_and_clean_a_stopped_vm(
     replay.expect(info("running"), vb("controlvm", VM, "natpf1", "delete", "engine"))
     drv.close_forward(spec, Forward("engine", 2376, 52376))
     replay.done()
+
+
+# -- modify: CPUs, memory and disk of a stopped VM (exact argv; VirtualBox cannot run here) ----
+
+
+def mediuminfo(vdi: str) -> Step:
+    return vb("showmediuminfo", "disk", vdi, stdout=rec("showmediuminfo-disk.txt", LOCATION=vdi))
+
+
+def test_modify_grows_the_vdi_then_sets_cpus_and_memory(
+    replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
+) -> None:
+    drv = make_driver(replay, clock, tmp_path)
+    vdi = str(spec.directory / "disk.vdi")
+    replay.expect(
+        info("poweroff"), mediuminfo(vdi), vb("modifymedium", "disk", vdi, "--resize", "40960")
+    )
+    drv.modify(spec, disk_gib=40)
+    replay.done()
+    replay.expect(info("poweroff"), vb("modifyvm", VM, "--cpus", "4", "--memory", "4096"))
+    drv.modify(spec, cpus=4, memory_mib=4096)
+    replay.done()
+    replay.expect(info("poweroff"), vb("modifyvm", VM, "--memory", "1024"))
+    drv.modify(spec, memory_mib=1024)
+    replay.done()
+    # The size the disk has already (the recording says 20480 MBytes): no resize sent.
+    replay.expect(info("poweroff"), mediuminfo(vdi), vb("modifyvm", VM, "--cpus", "1"))
+    drv.modify(spec, disk_gib=20, cpus=1)
+    replay.done()
+
+
+def test_modify_refuses_to_shrink_the_vdi(
+    replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
+) -> None:
+    drv = make_driver(replay, clock, tmp_path)
+    replay.expect(info("poweroff"), mediuminfo(str(spec.directory / "disk.vdi")))
+    with pytest.raises(ValidationError) as exc:
+        drv.modify(spec, disk_gib=10, cpus=4)
+    assert exc.value.field == "disk"
+    assert "cannot shrink to 10 GiB" in exc.value.message
+    assert "20 GiB or more" in (exc.value.hint or "")
+    replay.done()  # neither modifymedium nor modifyvm was sent
+
+
+def test_modify_refuses_a_vm_that_is_up_saved_or_missing(
+    replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
+) -> None:
+    drv = make_driver(replay, clock, tmp_path)
+    for state in ("running", "paused"):
+        replay.expect(info(state))
+        with pytest.raises(DriverError) as exc:
+            drv.modify(spec, cpus=4)
+        assert "is running" in exc.value.message and exc.value.hint == "Stop the machine first."
+    replay.expect(info("saved"))
+    with pytest.raises(DriverError) as exc:
+        drv.modify(spec, disk_gib=40)
+    assert "saved" in exc.value.message and "toolbox stop default" in (exc.value.hint or "")
+    replay.expect(NOT_FOUND)
+    with pytest.raises(NotFoundError):
+        drv.modify(spec, cpus=4)
+    replay.done()
+
+
+def test_a_failed_resize_sends_nothing_more(
+    replay: Replay, clock: FakeClock, tmp_path: Path, spec: VMSpec
+) -> None:
+    drv = make_driver(replay, clock, tmp_path)
+    vdi = str(spec.directory / "disk.vdi")
+    stderr = (
+        "VBoxManage: error: Failed to resize medium\n"
+        f"VBoxManage: error: Could not open the medium '{vdi}'.\n"
+        "VBoxManage: error: VD: error VERR_ACCESS_DENIED opening image file\n"
+        "VBoxManage: error: Details: code NS_ERROR_FAILURE (0x80004005), component "
+        "MediumWrap, interface IMedium\n"
+    )
+    replay.expect(
+        info("poweroff"),
+        mediuminfo(vdi),
+        vb("modifymedium", "disk", vdi, "--resize", "30720", stderr=stderr, code=1),
+    )
+    with pytest.raises(VBoxError) as exc:
+        drv.modify(spec, disk_gib=30, cpus=4)
+    assert "cannot open one of the machine's files" in exc.value.message
+    replay.done()  # no modifyvm after the failure

@@ -150,6 +150,21 @@ class Driver(ABC):
         """Delete the VM: no process, no registration, no driver files left behind."""
 
     @abstractmethod
+    def modify(
+        self,
+        spec: VMSpec,
+        *,
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        disk_gib: int | None = None,
+    ) -> None:
+        """Change a stopped VM's CPUs, memory or disk size (None: unchanged).
+
+        The disk only grows: a size below the disk's current one raises ``ValidationError``
+        (field ``disk``) and changes nothing; the guest grows its filesystem at its next
+        boot. A VM that is up raises ``DriverError``."""
+
+    @abstractmethod
     def state(self, spec: VMSpec) -> VMState:
         """The VM's state; a hypervisor process that died is STOPPED/ABORTED, never RUNNING."""
 

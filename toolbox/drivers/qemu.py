@@ -45,7 +45,7 @@ from toolbox.drivers.base import (
     merge_forwards,
 )
 from toolbox.drivers.qmp import QMPAddress, QMPClient, QMPError, escape_option
-from toolbox.errors import CommandError, DriverError, NotFoundError, PortTaken
+from toolbox.errors import CommandError, DriverError, NotFoundError, PortTaken, ValidationError
 from toolbox.process import Runner, SubprocessRunner
 from toolbox.progress import Progress, ProgressCallback
 
@@ -366,6 +366,11 @@ def overlay_argv(qemu_img: Path, base: BootImage, overlay: Path, disk_gib: int) 
         str(overlay),
         f"{disk_gib}G",
     ]
+
+
+def resize_argv(qemu_img: Path, overlay: Path, disk_gib: int) -> list[str]:
+    """``qemu-img resize`` of the machine's overlay to ``disk_gib`` (never with --shrink)."""
+    return [str(qemu_img), "resize", "-f", "qcow2", str(overlay), f"{disk_gib}G"]
 
 
 def qmp_socket_path(directory: Path) -> Path:
@@ -747,16 +752,46 @@ class QemuDriver(Driver):
         want = spec.disk_gib * 1024**3
         if size is not None and want > size:
             self.runner(
-                [
-                    str(self._require_img()),
-                    "resize",
-                    "-f",
-                    "qcow2",
-                    str(overlay),
-                    f"{spec.disk_gib}G",
-                ],
-                timeout=120,
+                resize_argv(self._require_img(), overlay, spec.disk_gib), timeout=120
             ).check(hint="qemu-img could not grow the disk.")
+
+    def modify(
+        self,
+        spec: VMSpec,
+        *,
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        disk_gib: int | None = None,
+    ) -> None:
+        """CPUs and memory go on QEMU's command line at every start, from the spec, so
+        nothing is kept for them here; the disk is the overlay, grown with ``qemu-img
+        resize`` (never shrunk)."""
+        files = self._files(spec)
+        if not files.overlay.exists():
+            raise NotFoundError(
+                f"Machine {spec.name} has no QEMU disk yet", hint="Create the machine first."
+            )
+        if self.state(spec).is_up:
+            raise DriverError(
+                f"Machine {spec.name} is running: QEMU cannot change its CPUs, memory or disk now",
+                hint="Stop the machine first.",
+            )
+        if disk_gib is None:
+            return
+        size = self._virtual_size(files.overlay, "qcow2")
+        want = disk_gib * 1024**3
+        if size is not None and want < size:
+            raise ValidationError(
+                "disk",
+                f"The disk of machine {spec.name} is {size / 1024**3:g} GiB; it cannot shrink "
+                f"to {disk_gib} GiB",
+                hint=f"Give {-(-size // 1024**3)} GiB or more (a disk only grows).",
+            )
+        if size == want:
+            return
+        self.runner(resize_argv(self._require_img(), files.overlay, disk_gib), timeout=120).check(
+            hint="qemu-img could not grow the disk; it is unchanged."
+        )
 
     def start(self, spec: VMSpec, progress: ProgressCallback | None = None) -> None:
         report = progress or (lambda _p: None)

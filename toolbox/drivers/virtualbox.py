@@ -36,7 +36,7 @@ from toolbox.drivers.base import (
     VMSpec,
     VMState,
 )
-from toolbox.errors import CommandError, DriverError, NotFoundError, UsageError
+from toolbox.errors import CommandError, DriverError, NotFoundError, UsageError, ValidationError
 from toolbox.process import CommandResult, Runner, SubprocessRunner
 from toolbox.progress import Progress, ProgressCallback
 
@@ -256,6 +256,15 @@ def parse_list_vms(text: str) -> dict[str, str]:
         if m:
             out[m.group(1)] = m.group(2)
     return out
+
+
+_CAPACITY_RE = re.compile(r"^Capacity:\s+(\d+)\s+MBytes\s*$", re.MULTILINE)
+
+
+def parse_capacity_mib(text: str) -> int | None:
+    """The ``Capacity:  20480 MBytes`` line of ``showmediuminfo disk PATH``, in MiB."""
+    m = _CAPACITY_RE.search(text)
+    return int(m.group(1)) if m else None
 
 
 def natpf_rule(fwd: Forward) -> str:
@@ -774,6 +783,55 @@ class VirtualBoxDriver(Driver):
             spec.console_log.with_name(spec.console_log.name + ".1"),
         ):
             p.unlink(missing_ok=True)
+
+    def modify(
+        self,
+        spec: VMSpec,
+        *,
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        disk_gib: int | None = None,
+    ) -> None:
+        """``modifymedium disk VDI --resize MIB`` (grow only), then ``modifyvm --cpus N
+        --memory MIB``; VirtualBox keeps both in the VM's settings."""
+        name = vm_name(spec.name)
+        info = self._info(spec)
+        if info is None:
+            raise NotFoundError(f"VirtualBox has no VM {name}", hint="Create the machine first.")
+        state = parse_state(info)
+        if state is VMState.SAVED:
+            raise DriverError(
+                f"Machine {spec.name} is saved (suspended); VirtualBox cannot change its CPUs, "
+                "memory or disk now",
+                hint=f"Start the machine and stop it (`toolbox start {spec.name}`, then "
+                f"`toolbox stop {spec.name}`), then change it.",
+            )
+        if state.is_up:
+            raise DriverError(
+                f"Machine {spec.name} is running: VirtualBox cannot change its CPUs, memory "
+                "or disk now",
+                hint="Stop the machine first.",
+            )
+        if disk_gib is not None:
+            vdi = str(self._vdi(spec))
+            current = parse_capacity_mib(self.vbm.run("showmediuminfo", "disk", vdi).stdout)
+            want = disk_gib * 1024
+            if current is not None and want < current:
+                raise ValidationError(
+                    "disk",
+                    f"The disk of machine {spec.name} is {current / 1024:g} GiB; it cannot "
+                    f"shrink to {disk_gib} GiB",
+                    hint=f"Give {-(-current // 1024)} GiB or more (a disk only grows).",
+                )
+            if current != want:
+                self.vbm.run("modifymedium", "disk", vdi, "--resize", str(want))
+        settings: list[str] = []
+        if cpus is not None:
+            settings += ["--cpus", str(cpus)]
+        if memory_mib is not None:
+            settings += ["--memory", str(memory_mib)]
+        if settings:
+            self.vbm.run("modifyvm", name, *settings)
 
     def _unregister(self, spec: VMSpec) -> None:
         name = vm_name(spec.name)

@@ -3,8 +3,9 @@ and ``meta-data``, written in pure Python with pycdlib (no genisoimage, so it wo
 and Windows).
 
 The user-data makes the ``docker`` user (the machine's key, passwordless sudo), installs the
-app-generated ed25519 host key and generates no other, and turns password and root login
-off. It is written as JSON, which is valid YAML, so no value can break the document.
+app-generated ed25519 host key and generates no other, turns password and root login off,
+and installs a boot unit that grows the root file system when the disk has grown. It is
+written as JSON, which is valid YAML, so no value can break the document.
 """
 
 from __future__ import annotations
@@ -31,6 +32,49 @@ SSHD_CONFIG = (
     "KbdInteractiveAuthentication no\n"
     "HostKey /etc/ssh/ssh_host_ed25519_key\n"
 )
+
+# The root filesystem follows the disk: ``toolbox set --disk`` grows a stopped machine's disk,
+# and cloud-init, whose growpart and resizefs modules did this on the first boot, is turned
+# off after it (guestops.seal). So a small unit does it at every boot, for the Debian cloud
+# image (root on partition 1: growpart, from cloud-guest-utils, grows it first) and the local
+# build (ext4 on the whole disk: resize2fs alone) alike. With nothing to grow it takes
+# milliseconds. Only POSIX sh and util-linux/e2fsprogs tools that both images have.
+GROWROOT_SCRIPT = "/usr/local/sbin/toolbox-growroot"
+GROWROOT_UNIT = "toolbox-growroot.service"
+GROWROOT_SH = """#!/bin/sh
+# Written by Toolbox through cloud-init: grow the root partition and file system to fill
+# the disk (it grows with `toolbox set NAME --disk SIZE`). Runs at every boot.
+set -u
+majmin=$(mountpoint -d /) || exit 0
+sys=/sys/dev/block/$majmin
+[ -e "$sys" ] || exit 0
+dev=/dev/$(basename "$(readlink -f "$sys")")
+if [ -e "$sys/partition" ]; then
+    disk=/dev/$(basename "$(readlink -f "$sys/..")")
+    if command -v growpart >/dev/null 2>&1; then
+        # Exit code 1 with NOCHANGE: the partition fills the disk already.
+        growpart "$disk" "$(cat "$sys/partition")" || true
+    else
+        echo "toolbox-growroot: no growpart; $dev is not grown" >&2
+    fi
+fi
+case "$(findmnt -n -o FSTYPE /)" in
+    ext2 | ext3 | ext4) exec resize2fs "$dev" ;;
+    xfs) exec xfs_growfs / ;;
+    *) echo "toolbox-growroot: cannot grow the file system of $dev" >&2 ;;
+esac
+"""
+GROWROOT_SERVICE = f"""[Unit]
+Description=Grow the root file system to fill the disk (Toolbox)
+After=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart={GROWROOT_SCRIPT}
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 _HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -105,8 +149,23 @@ def user_data_dict(config: SeedConfig) -> dict[str, Any]:
                 "content": SSHD_CONFIG,
                 "permissions": "0644",
                 "owner": "root:root",
-            }
+            },
+            {
+                "path": GROWROOT_SCRIPT,
+                "content": GROWROOT_SH,
+                "permissions": "0755",
+                "owner": "root:root",
+            },
+            {
+                "path": f"/etc/systemd/system/{GROWROOT_UNIT}",
+                "content": GROWROOT_SERVICE,
+                "permissions": "0644",
+                "owner": "root:root",
+            },
         ],
+        # Enabled once, on the first boot (cloud-init grows the disk itself on that one);
+        # it runs at every later boot, with cloud-init off.
+        "runcmd": [["systemctl", "enable", GROWROOT_UNIT]],
         "package_update": False,
         "package_upgrade": False,
     }

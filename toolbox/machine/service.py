@@ -3,9 +3,10 @@ env, regenerate-certs. The CLI and the GUI both call this.
 
 Every long operation holds the machine's file lock, reports ``Progress`` (step ids
 ``create.<phase>``, ``start.<phase>``, plus the sub-steps of downloads and provisioning) and
-returns a typed result. ``create`` records the last finished phase in machine.json, so an
-interrupted create (Ctrl-C, a crash, a failed step) continues from there when ``create`` or
-``start`` is run again, or is removed cleanly with ``remove(force=True)``.
+returns a typed result. ``create`` records the last finished phase in machine.json. A create
+that fails or is cancelled removes what it made, so the name is free again; with
+``keep_on_failure`` the machine stays, and ``create`` or ``start`` continues it from the
+recorded phase (as after a crash), or ``remove(force=True)`` removes it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from toolbox.errors import (
     NotFoundError,
     ToolboxError,
     UsageError,
+    ValidationError,
 )
 from toolbox.machine.guestops import (
     GuestOps,
@@ -77,7 +79,9 @@ DriverFactory = Callable[[str], "Driver"]
 
 @dataclass(frozen=True)
 class CreateOptions:
-    """What ``toolbox create`` was asked for. ``driver``/``image`` None mean the defaults."""
+    """What ``toolbox create`` was asked for. ``driver``/``image`` None mean the defaults.
+    ``keep_on_failure`` keeps a failed or cancelled create's machine (to inspect it, or to
+    continue it with ``create``/``start``); without it, what the create made is removed."""
 
     name: str = DEFAULT_NAME
     driver: str | None = None
@@ -87,6 +91,7 @@ class CreateOptions:
     image: str | None = None
     shares: tuple[Share, ...] | None = None  # None: the default share (the user's home)
     port_bind: PortBind = PortBind.LOOPBACK
+    keep_on_failure: bool = False
 
 
 class AgentControl:
@@ -113,6 +118,15 @@ class ProcessAgents(AgentControl):
         from toolbox.agent import state
 
         state.stop(name)
+
+
+@dataclass(frozen=True)
+class ResourcesResult:
+    """What ``set_resources`` did: the machine as recorded now, and which of ``cpus``,
+    ``memory_mib``, ``disk_gib`` changed (empty when it already had those values)."""
+
+    spec: MachineSpec
+    changed: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -388,12 +402,19 @@ class MachineService:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> OperationResult:
-        """Create and provision a machine, or continue an interrupted create of it."""
+        """Create and provision a machine, or continue an interrupted create of it.
+
+        When a new machine's create fails or is cancelled (a ``ToolboxError``, Ctrl-C, any
+        exception), its VM, files, record and context are removed as ``remove(force=True)``
+        does, and the error goes on with a hint saying so, unless ``keep_on_failure``. A
+        machine kept that way (or left by an older version) is never removed by a failed
+        continuation: the user chose to keep it."""
         name = validate_name(options.name)
         validate_cpus(options.cpus)
         parse_memory_mib(options.memory_mib)
         parse_disk_gib(options.disk_gib)
         fresh = not self.store.dir_for(name).exists()
+        made = False  # this call recorded a new machine
         try:
             with self._lock(name):
                 resumed = self.store.exists(name)
@@ -403,11 +424,39 @@ class MachineService:
                 else:
                     spec = self._new_spec(options)
                     self.store.save(spec)
+                    made = True
                 return self._create_phases(spec, resumed, progress, cancel)
+        except BaseException as exc:
+            if made and not options.keep_on_failure:
+                self._discard_failed_create(name, exc)
+            raise
         finally:
             # A create refused before anything was recorded leaves no folder behind.
             if fresh and not self.store.exists(name):
                 self.store.forget_lock(name)
+
+    def _discard_failed_create(self, name: str, error: BaseException) -> None:
+        """Remove what a failed create made, and say so in ``error``'s hint (or, for an
+        exception without one such as KeyboardInterrupt, in a note on it).
+
+        It runs after the create released the machine's lock (``remove`` takes it again), so
+        a Windows lock file is never deleted while held."""
+        try:
+            self.remove(name, force=True)
+        except Exception as exc:  # the create's own error matters more: keep it, say this
+            note = (
+                f"Removing the half-made machine {name!r} failed too ({exc}); remove it with "
+                f"`toolbox rm -f {name}`."
+            )
+        else:
+            note = (
+                f"The half-made machine {name!r} was removed; `toolbox create {name} "
+                "--keep-on-failure` keeps it for inspection (and to continue it)."
+            )
+        if isinstance(error, ToolboxError):
+            error.hint = f"{error.hint} {note}" if error.hint else note
+        else:
+            error.add_note(note)
 
     def _check_resume(self, spec: MachineSpec, options: CreateOptions) -> None:
         if spec.complete:
@@ -708,6 +757,80 @@ class MachineService:
     ) -> OperationResult:
         self.stop(name)
         return self.start(name, progress, cancel)
+
+    # -- resources -------------------------------------------------------------------------
+
+    def set_resources(
+        self,
+        name: str,
+        cpus: int | None = None,
+        memory_mib: int | str | None = None,
+        disk_gib: int | str | None = None,
+    ) -> ResourcesResult:
+        """Change a stopped machine's CPUs, memory or disk size (None: unchanged); they take
+        effect at its next start. The disk only grows; the guest grows its root filesystem
+        at its next boot. Each change is recorded only once the driver made it, so a failure
+        leaves the record telling the truth."""
+        name = validate_name(name)
+        want: dict[str, int] = {}
+        if cpus is not None:
+            want["cpus"] = validate_cpus(cpus)
+        if memory_mib is not None:
+            want["memory_mib"] = parse_memory_mib(memory_mib)
+        if disk_gib is not None:
+            want["disk_gib"] = parse_disk_gib(disk_gib)
+        if not want:
+            raise UsageError(
+                "Nothing to change", hint="Give the new CPUs, memory or disk size (or several)."
+            )
+        if not self.store.exists(name):
+            self.store.load(name)  # the NotFoundError, without making a folder for a lock
+        with self._lock(name):
+            spec = self.store.load(name)
+            if not spec.complete:
+                raise MachineError(
+                    f"Machine {name!r} is not fully created yet",
+                    hint=f"Finish it with `toolbox create {name}` (or remove it with "
+                    f"`toolbox rm -f {name}`), then change it.",
+                )
+            if "disk_gib" in want and want["disk_gib"] < spec.disk_gib:
+                raise ValidationError(
+                    "disk",
+                    f"The disk of machine {name!r} is {spec.disk_gib} GiB; it cannot shrink to "
+                    f"{want['disk_gib']} GiB",
+                    hint=f"Give {spec.disk_gib} GiB or more: a disk only grows (shrinking "
+                    "would cut off the guest's filesystem).",
+                )
+            vmspec = self._vm_spec_for_state(spec)
+            assert vmspec is not None
+            driver = self.driver(spec.driver)
+            vm_state = driver.state(vmspec)
+            if vm_state.is_up:
+                raise MachineError(
+                    f"Machine {name!r} is running ({machine_state_of(vm_state).value}): its "
+                    "CPUs, memory and disk change only while it is stopped",
+                    hint=f"Stop it with `toolbox stop {name}`, change it, then start it again.",
+                )
+            if vm_state.name == "NOT_FOUND":
+                raise MachineError(
+                    f"The {spec.driver} VM of machine {name!r} is gone",
+                    hint=f"Remove the machine with `toolbox rm -f {name}` and create it again.",
+                )
+            changed: list[str] = []
+            # The disk first and on its own: a grown disk cannot be undone, so it is recorded
+            # before the CPUs and memory are tried.
+            if want.get("disk_gib", spec.disk_gib) != spec.disk_gib:
+                driver.modify(vmspec, disk_gib=want["disk_gib"])
+                spec = replace(spec, disk_gib=want["disk_gib"])
+                self.store.save(spec)
+                changed.append("disk_gib")
+            rest = {k: v for k, v in want.items() if k != "disk_gib" and getattr(spec, k) != v}
+            if rest:
+                driver.modify(vmspec, cpus=rest.get("cpus"), memory_mib=rest.get("memory_mib"))
+                spec = replace(spec, **rest)  # type: ignore[arg-type]
+                self.store.save(spec)
+                changed += [k for k in ("cpus", "memory_mib") if k in rest]
+            return ResourcesResult(spec, tuple(changed))
 
     # -- remove ----------------------------------------------------------------------------
 

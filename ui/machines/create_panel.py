@@ -441,8 +441,13 @@ class CreatePanel(QWidget):
             self.delete_retry_button.setEnabled(True)
             self.error_label.setText(f"Deleting {name} failed: {error.message}")
 
+        def remove() -> None:
+            # A failed create removes its machine itself (unless kept): nothing may be left.
+            if self.service.store.dir_for(name).exists():
+                self.service.remove(name, force=True)
+
         self.tasks.run(
-            lambda: self.service.remove(name, force=True),
+            remove,
             removed,
             failed,
             key=f"machine:{name}",
