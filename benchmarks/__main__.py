@@ -32,7 +32,7 @@ DEFAULT = (
     "engine_list",
     "ui_table",
 )
-SLOW = ("machine_start",)
+SLOW = ("machine_start", "port_forward_latency", "port_forward_throughput", "share_io", "vm_io")
 
 
 def needs_engine(name: str) -> bool:

@@ -24,6 +24,7 @@ Signals:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -125,9 +126,9 @@ class Shell(QObject):
         """The machine service, made on first use (after the first paint: its import costs
         about 0.1 s)."""
         if self._machines is None:
-            from toolbox.machine.service import MachineService
+            from toolbox.machine.service import MachineService, ProcessAgents
 
-            self._machines = MachineService()
+            self._machines = MachineService(agents=ProcessAgents())
         return self._machines
 
     # -- launch ---------------------------------------------------------------------------
@@ -140,6 +141,10 @@ class Shell(QObject):
         self.tasks.run(self._survey, self._surveyed, what="Look for machines and engines")
 
     def _survey(self) -> tuple[list[Any], str | None]:
+        # A running machine whose host agent died (or was killed) gets it back: its ports and
+        # shares work again without the window open.
+        with contextlib.suppress(ToolboxError, OSError):
+            self.machines.revive_agents()
         statuses = self.machines.statuses()
         local = local_engine_answers() if sys.platform.startswith("linux") else None
         return statuses, local

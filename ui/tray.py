@@ -2,7 +2,7 @@
 
 Usage::
 
-    tray = TrayController(window, tasks)       # service defaults to MachineService()
+    tray = TrayController(window, tasks)       # service: MachineService(agents=ProcessAgents())
     tray.start()                               # shows the icon (when there is a tray host)
     ...
     tray.quit()                                # the menu's Quit: stops machines if asked to
@@ -89,9 +89,9 @@ class TrayController(QObject):
     ):
         super().__init__(parent or window)
         if service is None:
-            from toolbox.machine.service import MachineService
+            from toolbox.machine.service import MachineService, ProcessAgents
 
-            service = MachineService()
+            service = MachineService(agents=ProcessAgents())
         self.window = window
         self.tasks = tasks
         self.service = service

@@ -17,6 +17,7 @@ read back: a new agent rebuilds everything from the engine and the hypervisor.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import logging
 import os
@@ -24,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import filelock
@@ -109,6 +110,7 @@ class _Live:
     state: ForwardState
     reason: str = ""
     tunnel: SSHTunnel | None = None
+    since: float = field(default_factory=time.time)  # when it reached this state
 
 
 class Agent:
@@ -363,7 +365,12 @@ class Agent:
         opening = {f.name for f in to_open}
         for w in nat_wanted:
             if w.name not in opening:
-                self._forwards[w.name] = _Live(w, ForwardState.ACTIVE)
+                previous = self._forwards.get(w.name)
+                since = (
+                    previous.since if previous and previous.state is ForwardState.ACTIVE else None
+                )
+                live = _Live(w, ForwardState.ACTIVE)
+                self._forwards[w.name] = replace(live, since=since) if since else live
                 continue
             self._forwards[w.name] = self._open_nat(driver, vmspec, w)
         for w in plan.wanted:
@@ -511,6 +518,7 @@ class Agent:
                 live.state.value,
                 live.wanted.containers,
                 live.reason,
+                dt.datetime.fromtimestamp(live.since, dt.UTC).isoformat(timespec="milliseconds"),
             )
             for _, live in sorted(self._forwards.items())
         ]

@@ -58,6 +58,7 @@ class ForwardReport:
     state: str
     containers: tuple[str, ...] = ()
     reason: str = ""
+    since: str = ""  # when it reached this state (ISO 8601, host clock)
 
     def address(self) -> str:
         return f"{self.host_ip}:{self.host_port}"

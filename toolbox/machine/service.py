@@ -65,6 +65,7 @@ from toolbox.progress import Progress, ProgressCallback
 from toolbox.shellenv import EngineEnv
 
 if TYPE_CHECKING:
+    from toolbox.agent.state import AgentStatus
     from toolbox.drivers.base import Driver, Forward, VMSpec, VMState
     from toolbox.guest.images import CachedImage, ImageStore
 
@@ -162,6 +163,7 @@ class MachineStatus:
     busy: bool
     detail: str | None = None
     hint: str | None = None
+    agent: AgentStatus | None = None  # the host agent, for running machines (statuses())
 
     @property
     def url(self) -> str | None:
@@ -969,7 +971,12 @@ class MachineService:
         for entry in self.store.entries():
             busy = self.store.is_busy(entry.name)
             if entry.spec is not None:
-                out.append(self._status_of(entry.spec, busy))
+                status = self._status_of(entry.spec, busy)
+                if status.state is MachineState.RUNNING:
+                    from toolbox.agent import state as agent_state
+
+                    status = replace(status, agent=agent_state.status(entry.name))
+                out.append(status)
             else:
                 err = entry.error
                 out.append(

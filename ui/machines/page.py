@@ -27,7 +27,12 @@ from PySide6.QtWidgets import (
 
 from toolbox.errors import ToolboxError
 from toolbox.machine.model import MachineState
-from toolbox.machine.service import MachineService, MachineStatus, console_log_path
+from toolbox.machine.service import (
+    MachineService,
+    MachineStatus,
+    ProcessAgents,
+    console_log_path,
+)
 from ui.machines.create_panel import CreatePanel
 from ui.machines.model import NAME, MachinesModel
 from ui.models.table import RecordSortProxy
@@ -59,7 +64,7 @@ class MachinesPage(Page):
         super().__init__(context, parent)
         service = context.machines
         if service is None:
-            service = MachineService()
+            service = MachineService(agents=ProcessAgents())
         self.service: MachineService = service
         self.loaded = False
         self.model = MachinesModel(self)
