@@ -531,15 +531,21 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from toolbox.machine.service import console_log_path
+    from toolbox.agent.state import log_path as agent_log_path
+    from toolbox.machine.service import console_log_path, provision_log_path
 
     service = _service(args)
     service.get(args.name)
-    path = console_log_path(args.name)
+    if args.provision:
+        path, what, when = provision_log_path(args.name), "provisioning log", "provisioned"
+    elif args.agent:
+        path, what, when = agent_log_path(args.name), "host agent log", "running"
+    else:
+        path, what, when = console_log_path(args.name), "console log", "started"
     if not path.exists():
         raise MachineError(
-            f"Machine {args.name!r} has no console log yet ({path})",
-            hint=f"It is written once the VM starts: `toolbox start {args.name}`.",
+            f"Machine {args.name!r} has no {what} yet ({path})",
+            hint=f"It is written once the machine is {when}: `toolbox start {args.name}`.",
         )
     with open(path, encoding="utf-8", errors="replace") as fh:
         lines = fh.readlines()
@@ -976,10 +982,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="-- CMD",
         help="command to run instead of an interactive shell",
     )
-    p = add("logs", cmd_logs, "print a machine's console log")
+    p = add("logs", cmd_logs, "print a machine's console, provisioning or host agent log")
     _add_name(p)
     p.add_argument("-n", "--lines", type=int, default=0, help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--provision", action="store_true", help="the provisioning log instead of the console"
+    )
+    which.add_argument(
+        "--agent", action="store_true", help="the host agent's log (ports and shares)"
+    )
     p = add(
         "regenerate-certs",
         cmd_regenerate_certs,

@@ -118,3 +118,26 @@ def test_cancel_stops_before_the_next_step(sshd: LocalSSHD, tmp_path: Path) -> N
         run_steps(ctx, (first, second))
     ctx.ssh.close()
     assert not (tmp_path / "never").exists()
+
+
+def test_the_provisioning_log_has_every_step_and_the_failure(
+    sshd: LocalSSHD, tmp_path: Path
+) -> None:
+    log = tmp_path / "logs" / "provision.log"
+    ctx = _ctx(sshd, tmp_path, log_path=log)
+
+    def apply(run: ProvisionRun) -> None:
+        run.ssh.run("echo 'E: Unable to locate package nope' >&2; exit 100")
+
+    ok = _file_step(tmp_path / "a", "hello")
+    bad = Step("engine", "Installing", lambda run: False, apply, lambda run: True, "retry")
+    with pytest.raises(StepFailed):
+        run_steps(ctx, (ok, bad))
+    ctx.ssh.close()
+    text = log.read_text()
+    assert "provisioning test: a, engine" in text
+    assert "[a] Writing a (done)" in text
+    assert "[engine] Installing" in text
+    assert "FAILED: Installing failed:" in text
+    assert "Unable to locate package nope" in text  # the command's output, for the user
+    assert text.count("\n") == len(text.splitlines())  # one entry per line

@@ -61,6 +61,12 @@ class MachineFiles:
 CLOUD_INIT_DISABLED = "/etc/cloud/cloud-init.disabled"
 
 
+def provision_log_path(name: str) -> Path:
+    """The machine's provisioning log (every provisioning step, its messages and the apt
+    output), next to the console log in the user log dir."""
+    return paths.log_dir() / "machines" / name / "provision.log"
+
+
 def ca_dir() -> Path:
     """The per-install CA that signs every machine's server and client certificates."""
     return paths.data_dir() / "certs"
@@ -161,6 +167,7 @@ class RealGuestOps:
             san_names=(LOOPBACK, "localhost"),
             progress=progress,
             cancel=cancel,
+            log_path=provision_log_path(spec.name),
         )
 
     def provision(

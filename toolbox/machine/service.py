@@ -37,6 +37,7 @@ from toolbox.machine.guestops import (
     RealGuestOps,
     engine_unreachable,
 )
+from toolbox.machine.guestops import provision_log_path as provision_log_path
 from toolbox.machine.model import (
     DEFAULT_CPUS,
     DEFAULT_DISK_GIB,
@@ -226,12 +227,6 @@ def machine_state_of(vm_state: VMState) -> MachineState:
 def console_log_path(name: str) -> Path:
     """The machine's serial console log, in the user log dir."""
     return paths.log_dir() / "machines" / validate_name(name) / "console.log"
-
-
-def provision_log_path(name: str) -> Path:
-    """The machine's provisioning log (every create/provision step and its output), next to
-    the console log in the user log dir."""
-    return paths.log_dir() / "machines" / validate_name(name) / "provision.log"
 
 
 class _Phases:

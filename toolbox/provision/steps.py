@@ -54,6 +54,7 @@ class ProvisionContext:
     engine_source: eng.EngineSource | None = None  # None: Docker's repo, else docker.io
     install_timeout: float = 1800.0
     ready_timeout: float = 180.0
+    log_path: Path | None = None  # the machine's provisioning log, appended to
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,23 @@ class ProvisionRun:
     def ssh(self) -> GuestSSH:
         return self.ctx.ssh
 
+    def write_log(self, line: str) -> None:
+        """Append one line to the provisioning log (if the machine has one); never fails
+        provisioning (a full disk loses log lines, not the machine)."""
+        path = self.ctx.log_path
+        if path is None:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as out:
+                out.write(f"{stamp} [{self._step}] {line.rstrip()}\n")
+        except OSError:
+            pass
+
     def report(self, message: str, fraction: float | None = None, done: bool = False) -> None:
+        if (message, fraction) != self._last:
+            self.write_log(message)
         if self.ctx.progress is None:
             return
         if fraction is not None:
@@ -210,6 +227,7 @@ class _AptProgress:
 
     def __call__(self, line: str) -> None:
         self.run.log.append(line)
+        self.run.write_log("  " + line)
         status = eng.parse_apt_status(line)
         if status is None:
             return
@@ -515,45 +533,60 @@ def run_steps(
     """Run ``steps`` in order, each check -> apply -> verify; stop at the first failure
     with a ``StepFailed`` naming the step and carrying its hint."""
     run = ProvisionRun(ctx, force_certs=force_certs)
+    run.write_log(f"provisioning {ctx.machine}: {', '.join(s.name for s in steps)}")
     if not ctx.ssh.connected:
         ctx.ssh.connect()
     results: list[StepResult] = []
-    for step in steps:
-        if ctx.cancel is not None and ctx.cancel.is_set():
-            raise Cancelled("Provisioning was cancelled")
-        run._step, run._last, run._floor = step.name, ("", None), 0.0
-        run.report(step.description, 0.0)
-        started = time.monotonic()
-        try:
-            changed = not step.check(run)
-            if changed:
-                step.apply(run)
-                if not step.verify(run):
-                    raise StepFailed(
-                        step.name,
-                        f"{step.description}: applied, but its check still fails",
-                        step.hint,
-                    )
-        except (StepFailed, Cancelled, HostKeyMismatch):
-            raise
-        except CommandError as exc:
-            raise StepFailed(
-                step.name,
-                f"{step.description} failed: {exc.message}",
-                exc.hint or step.hint,
-                details=str(exc),
-            ) from exc
-        except (ProvisionError, SSHError) as exc:
-            raise StepFailed(
-                step.name,
-                f"{step.description} failed: {exc.message}",
-                exc.hint or step.hint,
-                details=exc.details,
-            ) from exc
-        seconds = time.monotonic() - started
-        run.report(step.description + (" (done)" if changed else " (already done)"), 1.0, True)
-        results.append(StepResult(step.name, changed, seconds))
+    try:
+        for step in steps:
+            results.append(_run_step(run, step))
+    except BaseException as exc:
+        run.write_log(f"FAILED: {exc}")
+        details = getattr(exc, "details", None)
+        if details:
+            for line in str(details).splitlines():
+                run.write_log("  " + line)
+        raise
+    run.write_log("provisioning finished")
     return ProvisionReport(tuple(results))
+
+
+def _run_step(run: ProvisionRun, step: Step) -> StepResult:
+    ctx = run.ctx
+    if ctx.cancel is not None and ctx.cancel.is_set():
+        raise Cancelled("Provisioning was cancelled")
+    run._step, run._last, run._floor = step.name, ("", None), 0.0
+    run.report(step.description, 0.0)
+    started = time.monotonic()
+    try:
+        changed = not step.check(run)
+        if changed:
+            step.apply(run)
+            if not step.verify(run):
+                raise StepFailed(
+                    step.name,
+                    f"{step.description}: applied, but its check still fails",
+                    step.hint,
+                )
+    except (StepFailed, Cancelled, HostKeyMismatch):
+        raise
+    except CommandError as exc:
+        raise StepFailed(
+            step.name,
+            f"{step.description} failed: {exc.message}",
+            exc.hint or step.hint,
+            details=str(exc),
+        ) from exc
+    except (ProvisionError, SSHError) as exc:
+        raise StepFailed(
+            step.name,
+            f"{step.description} failed: {exc.message}",
+            exc.hint or step.hint,
+            details=exc.details,
+        ) from exc
+    seconds = time.monotonic() - started
+    run.report(step.description + (" (done)" if changed else " (already done)"), 1.0, True)
+    return StepResult(step.name, changed, seconds)
 
 
 def provision(ctx: ProvisionContext) -> ProvisionReport:

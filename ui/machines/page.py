@@ -32,6 +32,7 @@ from toolbox.machine.service import (
     MachineStatus,
     ProcessAgents,
     console_log_path,
+    provision_log_path,
 )
 from ui.machines.create_panel import CreatePanel
 from ui.machines.model import NAME, MachinesModel
@@ -50,6 +51,8 @@ ACTIONS: tuple[tuple[str, str, str, tuple[MachineState, ...]], ...] = (
     ("kill", "Kill", "", (MachineState.RUNNING, MachineState.PAUSED, MachineState.UNKNOWN)),
     ("remove", "Delete…", "", tuple(MachineState)),
     ("log", "Console log", "Ctrl+L", tuple(MachineState)),
+    ("provision_log", "Provisioning log", "", tuple(MachineState)),
+    ("agent_log", "Agent log", "", tuple(MachineState)),
     ("env", "Copy env line", "Ctrl+Shift+C", (MachineState.RUNNING,)),
     ("terminal", "Open terminal", "Ctrl+T", (MachineState.RUNNING,)),
 )
@@ -190,6 +193,17 @@ class MachinesPage(Page):
             from ui.machines.log_view import LogWindow
 
             LogWindow.open_for(console_log_path(name), f"Console log of {name}", self.window())
+        elif key == "provision_log":
+            from ui.machines.log_view import LogWindow
+
+            LogWindow.open_for(
+                provision_log_path(name), f"Provisioning log of {name}", self.window()
+            )
+        elif key == "agent_log":
+            from toolbox.agent.state import log_path
+            from ui.machines.log_view import LogWindow
+
+            LogWindow.open_for(log_path(name), f"Host agent log of {name}", self.window())
         elif key == "env":
             self.copy_env_line(name)
         elif key == "terminal":
