@@ -84,3 +84,37 @@ def test_the_process_holding_a_port_is_named_for_tcp_and_udp() -> None:
     assert port_holder(tcp, "tcp") is None
     with pytest.raises(ValueError):
         port_holder(80, "sctp")
+
+
+# Output of `netstat -ano -p TCP` / `-p UDP` and `tasklist /FO CSV /NH` as Windows 11 prints
+# them (the format documented by Microsoft; these commands do not exist on the CI machines).
+NETSTAT_TCP = """
+Active Connections
+
+  Proto  Local Address          Foreign Address        State           PID
+  TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1060
+  TCP    127.0.0.1:8080         0.0.0.0:0              LISTENING       7312
+  TCP    127.0.0.1:8081         127.0.0.1:50123        ESTABLISHED     7400
+  TCP    [::]:5432              [::]:0                 LISTENING       5120
+"""
+NETSTAT_UDP = """
+Active Connections
+
+  Proto  Local Address          Foreign Address        State           PID
+  UDP    0.0.0.0:5353           *:*                                    2212
+  UDP    [::1]:1900             *:*                                    4040
+"""
+TASKLIST = '"nginx.exe","7312","Console","1","12,345 K"\n'
+
+
+def test_windows_netstat_and_tasklist_parsing() -> None:
+    from toolbox.machine.ports import parse_netstat_pid, parse_tasklist_name
+
+    assert parse_netstat_pid(NETSTAT_TCP, 8080, "tcp") == 7312
+    assert parse_netstat_pid(NETSTAT_TCP, 5432, "tcp") == 5120  # IPv6 any address
+    assert parse_netstat_pid(NETSTAT_TCP, 8081, "tcp") is None  # a connection, not a listener
+    assert parse_netstat_pid(NETSTAT_UDP, 5353, "udp") == 2212
+    assert parse_netstat_pid(NETSTAT_UDP, 1900, "udp") == 4040
+    assert parse_netstat_pid(NETSTAT_UDP, 8080, "tcp") is None
+    assert parse_tasklist_name(TASKLIST) == "nginx.exe"
+    assert parse_tasklist_name("INFO: No tasks are running which match the criteria.") is None

@@ -140,11 +140,59 @@ def _holder_from_lsof(port: int, protocol: str) -> PortHolder | None:
     return None
 
 
+def parse_netstat_pid(text: str, port: int, protocol: str) -> int | None:
+    """The pid holding ``port`` in ``netstat -ano`` output (Windows): a LISTENING TCP row, or
+    any UDP row (UDP has no state column), on any local address."""
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].lower() != protocol:
+            continue
+        if protocol == "tcp" and (len(fields) < 5 or fields[3].upper() != "LISTENING"):
+            continue
+        local = fields[1]
+        if not local.rsplit(":", 1)[-1].isdigit() or int(local.rsplit(":", 1)[1]) != port:
+            continue
+        pid = fields[-1]
+        if pid.isdigit() and int(pid) > 0:
+            return int(pid)
+    return None
+
+
+def parse_tasklist_name(text: str) -> str | None:
+    """The image name in ``tasklist /FO CSV /NH`` output: ``"nginx.exe","812",...``."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith('"'):
+            return line.split('","', 1)[0].strip('"')
+    return None
+
+
+def _holder_from_netstat(port: int, protocol: str) -> PortHolder | None:  # pragma: no cover
+    try:
+        out = subprocess.run(
+            ["netstat", "-ano", "-p", protocol.upper()],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout  # fmt: skip
+        pid = parse_netstat_pid(out, port, protocol)
+        if pid is None:
+            return None
+        listing = subprocess.run(
+            ["tasklist", "/FI", f"PID eq {pid}", "/FO", "CSV", "/NH"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return PortHolder(pid, parse_tasklist_name(listing) or "unknown")
+
+
 def port_holder(port: int, protocol: str = "tcp", proc: Path = Path("/proc")) -> PortHolder | None:
     """Which process holds ``port`` (listening TCP, or bound UDP) where the OS tells: /proc on
-    Linux, ``lsof`` on macOS; None when unknown (another user's process, no lsof, Windows)."""
+    Linux, ``lsof`` on macOS, ``netstat -ano`` and ``tasklist`` on Windows; None when unknown
+    (another user's process, no lsof)."""
     if protocol not in _PROC_STATES:
         raise ValueError(f"protocol must be tcp or udp, not {protocol!r}")
     if (proc / "net").is_dir():
         return _holder_from_proc(port, protocol, proc)
+    if os.name == "nt":  # pragma: no cover - Windows
+        return _holder_from_netstat(port, protocol)
     return _holder_from_lsof(port, protocol)
