@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from toolbox.drivers.base import Driver, Forward, VMSpec, VMState
     from toolbox.guest.images import CachedImage, ImageStore
 
-# Bounds for the waits (TCG figures from FACTS.md with a wide margin).
+# Bounds for the waits (figures measured under TCG on the CI machines, with a wide margin).
 BOOT_TIMEOUT = 600.0  # boot to the SSH banner: 70-90 s measured with cloud-init under TCG
 ENGINE_TIMEOUT = 90.0  # an already provisioned engine after the banner, before re-provisioning
 STOP_TIMEOUT = 60.0
