@@ -196,6 +196,7 @@ class Agent:
                 self._dirty.clear()
                 last_sync = time.monotonic()
                 self._sync(spec, driver, vmspec)
+                self._report()  # before the shares: mounting may take a while
             self._sync_shares(spec)
             self._report()
             self._dirty.wait(POLL_SECONDS)
