@@ -210,7 +210,10 @@ def test_ports_and_shares_with_the_app_closed(
             say(f"[timing] docker run took {returned - started:.2f} s; port answered "
                 f"{time.monotonic() - returned:.2f} s after it returned")  # fmt: skip
             assert body == "served from the machine\n"
-            row = ports_json(capsys)[f"127.0.0.1:{web}/tcp"]
+            # The report follows the forward by a moment (the forward answers first).
+            row = wait_until(
+                lambda: ports_json(capsys).get(f"127.0.0.1:{web}/tcp"), 10, 0.1, "the report"
+            )
             assert (row["kind"], row["state"], row["via"], row["containers"]) == (
                 "auto",
                 "active",
@@ -227,7 +230,10 @@ def test_ports_and_shares_with_the_app_closed(
             docker(env, "run", "-d", "--name", "one", "-p", f"127.0.0.1:{one}:80",
                    "tbx-test:latest", "httpd", "-f", "-p", "80", "-h", "/www")  # fmt: skip
             assert wait_until(lambda: http_get(one), 20, 0.05, "the one-address port")
-            assert ports_json(capsys)[f"127.0.0.1:{one}/tcp"]["via"] == "ssh"
+            row = wait_until(
+                lambda: ports_json(capsys).get(f"127.0.0.1:{one}/tcp"), 10, 0.1, "the report"
+            )
+            assert row["via"] == "ssh"
             udp = free_port()
             docker(env, "run", "-d", "--name", "udp", "-p", f"{udp}:{udp}/udp",
                    "tbx-test:latest", "udpecho", str(udp))  # fmt: skip
