@@ -15,6 +15,7 @@ A container that pauses or stops keeps its history; the graphs and labels show i
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,8 @@ from ui.tasks import on_gui
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
+
+log = logging.getLogger(__name__)
 
 SCHEDULE_MS = 10_000  # one-shot readings of the visible rows (benchmarks/stats_overhead.py)
 SAMPLER_WORKERS = 10
@@ -221,7 +224,7 @@ class StatsMonitor(QObject):
         self.session.call(
             follow.run,
             lambda _n: self._stream_ended(follow),
-            lambda _error: self._stream_ended(follow),
+            lambda error: self._stream_ended(follow, error),
             owner=self,
             what="Read container stats",
         )
@@ -231,7 +234,9 @@ class StatsMonitor(QObject):
             self._follow.close()
             self._follow = None
 
-    def _stream_ended(self, follow: _Follow) -> None:
+    def _stream_ended(self, follow: _Follow, error: ToolboxError | None = None) -> None:
+        if error is not None and not follow.cancel.is_set():
+            log.warning("stats of %s stopped: %s", follow.container_id[:12], error)
         if follow is self._follow:
             self._follow = None  # the container stopped; its history stays
 
@@ -495,8 +500,9 @@ class StatsPanel(QWidget):
             return
         seconds = self.range_seconds()
         running = container.state is ContainerState.RUNNING
-        # A running container's graph ends now; a paused or stopped one's at its last values.
-        end = max(time.time(), latest.time) if running else latest.time
+        # The graph ends at the last reading (the engine's clock, which may differ from this
+        # host's): now for a running container, its last values for a paused or stopped one.
+        end = latest.time
         start = end - seconds if seconds is not None else (history.first_time or latest.time)
         points = history.points(since=start)
         for graph in self.graphs:
