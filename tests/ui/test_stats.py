@@ -16,7 +16,7 @@ from toolbox.engine.connect import EngineConfig
 from toolbox.engine.records import ContainerState
 from toolbox.engine.stats import StatsPoint, StatsSampler
 from ui.containers import model as cmodel
-from ui.containers.details import STATS
+from ui.containers.details import STATS, SUMMARY
 from ui.containers.stats import GAP_S, LineGraph, Series, format_memory
 from ui.models.table import DISPLAY_ROLE, TOOLTIP_ROLE
 
@@ -113,6 +113,13 @@ def test_graphs_follow_a_busy_container_and_keep_its_history(qtbot, containers_p
     panel.range_box.setCurrentIndex(panel.range_box.count() - 1)  # all
     assert len(panel.cpu.points) == len(after.points())
     assert panel.cpu.points[0].time == first_time
+
+    # Another tab: no stream; the selected row is read by the schedule like the others.
+    page.details.setCurrentIndex(SUMMARY)
+    assert page.stats.streaming is None
+    assert busy in page.visible_running_ids()
+    page.details.setCurrentIndex(STATS)
+    qtbot.waitUntil(lambda: page.stats.streaming == busy, timeout=5_000)
 
 
 def test_stopped_container_shows_its_last_values(qtbot, containers_page, docker_client):

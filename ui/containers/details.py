@@ -126,6 +126,8 @@ class DetailsPane(QTabWidget):
             layout.addWidget(widget)
             self.addTab(holder, title)
         self.currentChanged.connect(lambda _i: self._sync_logs())
+        self.currentChanged.connect(lambda i: self.stats_monitor.set_stream_wanted(i == STATS))
+        self.stats_monitor.set_stream_wanted(self.currentIndex() == STATS)
 
     def show_container(self, container: Container | None) -> None:
         same = (

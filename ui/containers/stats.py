@@ -5,7 +5,8 @@ not part of PySide6-Essentials).
 ``StatsMonitor`` feeds one ``StatsBook`` (history per container, kept while the app runs) from
 two sources, both off the GUI thread and only while the Containers page is visible:
 
-- the selected running container: a stats stream (a reading a second);
+- the selected running container, while the Stats tab shows it: a stats stream (a reading a
+  second);
 - the CPU % and Memory columns: one-shot readings of the visible running rows, every
   ``SCHEDULE_MS``, asked all at once (``StatsSampler``) so the engine answers them in one
   collection pass; not at all while the columns are off.
@@ -152,7 +153,8 @@ class StatsMonitor(QObject):
         self.rounds = 0  # schedule rounds done (tests, benchmark)
         self.streamed = 0  # readings that came from the stream
         self._follow: _Follow | None = None
-        self._followed: str | None = None  # the selected container (streamed when running)
+        self._followed: Container | None = None  # the selected one (streamed when running)
+        self.stream_wanted = True  # whether its graphs are on screen (the Stats tab)
         self._sampler: StatsSampler | None = None
         self._round_busy = False
         self._closed = False
@@ -178,13 +180,32 @@ class StatsMonitor(QObject):
         self._sync()
 
     def follow(self, container: Container | None) -> None:
-        """The selected container (None: several or none): streamed while it runs."""
-        self._followed = container.id if container is not None else None
-        running = container is not None and container.state is ContainerState.RUNNING
-        wanted = container.id if running and container is not None else None
-        if wanted != self.streaming or not self.active:
+        """The selected container (None: several or none): streamed while it runs and its
+        graphs are wanted."""
+        self._followed = container
+        self._sync_stream()
+
+    def set_stream_wanted(self, wanted: bool) -> None:
+        """The Stats tab shown or not: without it the selected container is read by the
+        schedule like the other visible rows (a stream costs the engine more than all of
+        them: benchmarks/stats_overhead.py)."""
+        self.stream_wanted = wanted
+        self._sync_stream()
+
+    def _sync_stream(self) -> None:
+        container = self._followed
+        wanted = (
+            container.id
+            if container is not None
+            and container.state is ContainerState.RUNNING
+            and self.active
+            and self.stream_wanted
+            and not self._closed
+            else None
+        )
+        if wanted != self.streaming:
             self._stop_stream()
-        if wanted is not None and self.active and self.streaming is None:
+        if wanted is not None and self.streaming is None:
             self._start_stream(wanted)
 
     def sample_now(self) -> None:
@@ -213,8 +234,7 @@ class StatsMonitor(QObject):
                 self._timer.start(0)
         else:
             self._timer.stop()
-        if not self.active:
-            self._stop_stream()
+        self._sync_stream()
 
     # -- the stream of the selected container ------------------------------------------------
 
