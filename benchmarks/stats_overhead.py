@@ -170,22 +170,25 @@ def measure(url: str, ids: list[str], args: argparse.Namespace) -> int:
     def window(columns: bool) -> tuple[float, float, int, int]:
         page.actions_by_key["stats_columns"].setChecked(columns)
         common.qt_idle(args.settle)
-        rounds, readings = page.stats.rounds, page.stats.streamed
+        rounds, sampled = page.stats.rounds, page.stats.sampled
+        streamed = page.stats.streamed
         before = cpu_seconds(pid)
         before_cd = sum(cpu_seconds(p) for p in containerd)
         common.qt_idle(args.window)
         spent = cpu_seconds(pid) - before
         spent_cd = sum(cpu_seconds(p) for p in containerd) - before_cd
-        return spent, spent_cd, page.stats.rounds - rounds, page.stats.streamed - readings
+        readings = page.stats.sampled - sampled + page.stats.streamed - streamed
+        return spent, spent_cd, page.stats.rounds - rounds, readings
 
     off: list[float] = []
     on: list[float] = []
     off_cd: list[float] = []
     on_cd: list[float] = []
-    rounds_on = 0
+    rounds_on = readings_on = 0
     for i in range(args.rounds):
         for columns in (False, True) if i % 2 == 0 else (True, False):
-            spent, spent_cd, rounds, _ = window(columns)
+            spent, spent_cd, rounds, got = window(columns)
+            readings_on += got if columns else 0
             (on if columns else off).append(spent)
             (on_cd if columns else off_cd).append(spent_cd)
             rounds_on += rounds if columns else 0
@@ -196,7 +199,7 @@ def measure(url: str, ids: list[str], args: argparse.Namespace) -> int:
                 f"{f', {rounds} rounds' if columns else ''}",
                 flush=True,
             )
-    readings = len(page.stats.book.containers())
+    containers_read = len(page.stats.book.containers())
 
     # Info: one selected container streamed for the Stats tab, columns off.
     page.actions_by_key["stats_columns"].setChecked(False)
@@ -214,11 +217,17 @@ def measure(url: str, ids: list[str], args: argparse.Namespace) -> int:
     per_min = 60.0 / args.window
     value = sum(on) / len(on) * per_min * 1000
     baseline = sum(off) / len(off) * per_min * 1000
+    extra = value - baseline  # ms per minute
+    per_reading = extra / (readings_on / len(on) * per_min) if readings_on else 0.0
+    budget = (TARGET - 1) * baseline  # ms per minute the target allows
+    allowed = f"{budget / per_reading:.1f}" if per_reading > 0 else "any number of"
     print(
-        f"  schedule rounds with columns on: {rounds_on} "
-        f"({len(visible)} readings each; {readings} containers read)\n"
-        f"  one stream (selected, columns off): dockerd {stream_spent * per_min * 1000:.0f} "
-        f"ms/min over {streamed} readings"
+        f"  schedule rounds with columns on: {rounds_on}, {readings_on} readings "
+        f"({containers_read} containers read)\n"
+        f"  dockerd per reading: {per_reading:.2f} ms; the target allows "
+        f"{budget:.0f} ms/min, about {allowed} readings a minute\n"
+        f"  one stream (selected, Stats tab, columns off): dockerd "
+        f"{stream_spent * per_min * 1000:.0f} ms/min over {streamed} readings"
     )
     if containerd:
         print(

@@ -17,7 +17,7 @@ from toolbox.engine.records import ContainerState
 from toolbox.engine.stats import StatsPoint, StatsSampler
 from ui.containers import model as cmodel
 from ui.containers.details import STATS, SUMMARY
-from ui.containers.stats import GAP_S, LineGraph, Series, format_memory
+from ui.containers.stats import GAP_S, LineGraph, Series, format_memory, span_text
 from ui.models.table import DISPLAY_ROLE, TOOLTIP_ROLE
 
 BUSY = "while :; do :; done"
@@ -231,3 +231,9 @@ def test_memory_in_binary_units_like_docker_stats():
     assert format_memory(331776) == "324KiB"
     assert format_memory(64 * 1024 * 1024) == "64MiB"
     assert format_memory(1.5 * 1024**3) == "1.5GiB"
+
+
+def test_graph_span_label():
+    assert span_text(45) == "45 s"
+    assert span_text(300) == "5 min"
+    assert span_text(9000) == "2.5 h"

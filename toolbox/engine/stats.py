@@ -531,7 +531,10 @@ class StatsSampler:
     def sample(self, container_ids: Sequence[str]) -> dict[str, StatsSample]:
         if self._closed:
             return {}
-        results = list(self._pool.map(self._one, container_ids))
+        try:
+            results = list(self._pool.map(self._one, container_ids))
+        except RuntimeError:  # the pool was shut down meanwhile (close()): nothing to report
+            return {}
         out: dict[str, StatsSample] = {}
         unreachable: EngineUnreachable | None = None
         for cid, result in zip(container_ids, results, strict=True):

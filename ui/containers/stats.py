@@ -151,6 +151,7 @@ class StatsMonitor(QObject):
         self.columns = True
         self.active = False
         self.rounds = 0  # schedule rounds done (tests, benchmark)
+        self.sampled = 0  # readings the schedule got
         self.streamed = 0  # readings that came from the stream
         self._follow: _Follow | None = None
         self._followed: Container | None = None  # the selected one (streamed when running)
@@ -295,6 +296,7 @@ class StatsMonitor(QObject):
     def _round_done(self, samples: dict[str, StatsSample]) -> None:
         self._round_busy = False
         self.rounds += 1
+        self.sampled += len(samples)
         changed = {cid for cid, s in samples.items() if self.book.add(s) is not None}
         if changed:
             self.updated.emit(changed)
@@ -397,6 +399,8 @@ class LineGraph(QWidget):
         width = painter.fontMetrics().horizontalAdvance(label)
         painter.drawText(QPointF(rect.right() - width - 2, 13), label)
         span = self.end - self.start
+        painter.setPen(grid.darker(150) if grid.lightness() > 128 else grid.lighter(250))
+        painter.drawText(QPointF(rect.left() + 4, rect.bottom() - 4), span_text(span))
         drawn = 0
         for series in self.series:
             painter.setPen(QPen(series.color, 1.6))
@@ -417,6 +421,15 @@ class LineGraph(QWidget):
                 drawn += 1
         self.paths_drawn = drawn
         painter.end()
+
+
+def span_text(seconds: float) -> str:
+    """How much time a graph spans, for its corner ("90 s", "15 min", "2.5 h")."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _legend(series: Sequence[Series]) -> str:
