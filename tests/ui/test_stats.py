@@ -237,3 +237,42 @@ def test_graph_span_label():
     assert span_text(45) == "45 s"
     assert span_text(300) == "5 min"
     assert span_text(9000) == "2.5 h"
+
+
+def test_stream_closes_from_another_thread_and_ends_when_the_container_stops(engine, docker_client):
+    import threading
+
+    from toolbox.engine.stats import stats_stream
+
+    busy = run(docker_client, unique("busy"), BUSY)
+    got: list = []
+    two = threading.Event()
+    ended = threading.Event()
+
+    with EngineConfig.from_url(engine.url).connect() as client:
+        stream = stats_stream(client, busy)
+
+        def read() -> None:
+            for sample in stream:
+                got.append(sample)
+                if len(got) >= 2:
+                    two.set()
+            ended.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert two.wait(20)
+        stream.close()  # from this thread, while the reader waits for the next reading
+        reader.join(10)
+        assert not reader.is_alive() and ended.is_set()
+        assert len(got) >= 2 and all(s.container_id == busy for s in got)
+        assert got[1].pre_cpu_total_ns is not None  # streamed readings carry the previous one
+
+        # A stream of a container that stops ends by itself.
+        stream = stats_stream(client, busy)
+        reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
+        reader.start()
+        docker_client.api.kill(busy)
+        reader.join(20)
+        assert not reader.is_alive()
+        stream.close()

@@ -440,7 +440,8 @@ def one_shot(client: EngineClient, container_id: str) -> StatsSample | None:
 
 class StatsStream(ClosableStream):
     """A container's readings as the engine sends them (one a second); ``close()`` from any
-    thread ends the iteration. Ends by itself when the container stops."""
+    thread ends the iteration. Ends when the container stops (the engine itself goes on
+    sending empty readings of a stopped container)."""
 
     def __init__(self, response: requests.Response, container_id: str, config: EngineConfig):
         super().__init__(response)
@@ -453,8 +454,10 @@ class StatsStream(ClosableStream):
             for chunk in self._chunks():
                 for doc in decoder.feed(chunk):
                     sample = _document(doc, self.container_id)
-                    if sample is not None:
-                        yield sample
+                    if sample is None:  # it stopped: the engine would send zeros forever
+                        self.close()
+                        return
+                    yield sample
         except STREAM_ERRORS as exc:
             raise EngineUnreachable(
                 f"Lost the stats stream from {self._config.describe()}",
