@@ -130,11 +130,23 @@ def test_stopped_container_shows_its_last_values(qtbot, containers_page, docker_
     page.select_ids([busy])
     qtbot.waitUntil(lambda: readings(page, busy) >= 2, timeout=20_000)
     assert cell(page, busy, cmodel.CPU) != ""
+    panel = page.details.stats
+
+    # Paused: no stream, the last values stay in the list and the tab.
+    docker_client.api.pause(busy)
+    wait_row(qtbot, page, busy, ContainerState.PAUSED)
+    qtbot.waitUntil(lambda: page.stats.streaming is None, timeout=10_000)
+    assert busy not in page.visible_running_ids()
+    assert cell(page, busy, cmodel.CPU).endswith("%")
+    assert cell(page, busy, cmodel.MEMORY) != ""
+    assert panel.summary.text().startswith("Paused: last values")
+    docker_client.api.unpause(busy)
+    wait_row(qtbot, page, busy)
+    qtbot.waitUntil(lambda: page.stats.streaming == busy, timeout=10_000)
 
     docker_client.api.kill(busy)
     wait_row(qtbot, page, busy, ContainerState.EXITED)
     qtbot.waitUntil(lambda: page.stats.streaming is None, timeout=10_000)
-    panel = page.details.stats
     history = page.stats.book.history(busy)
     assert history is not None and len(history) >= 2
     assert "last values" in panel.summary.text()
