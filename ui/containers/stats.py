@@ -52,6 +52,7 @@ RANGES: tuple[tuple[str, float | None], ...] = (
     ("Last 15 minutes", 15 * 60.0),
     ("All (since the app started)", None),
 )
+STREAM_RETRY_MS = 5_000  # a broken stream of the selected container is opened again after
 GAP_S = 25.0  # readings further apart than this (plus what a merged point spans) are a gap
 
 
@@ -256,10 +257,12 @@ class StatsMonitor(QObject):
             self._follow = None
 
     def _stream_ended(self, follow: _Follow, error: ToolboxError | None = None) -> None:
+        if follow is not self._follow:
+            return  # one we closed
+        self._follow = None  # the container stopped (its history stays), or the stream broke
         if error is not None and not follow.cancel.is_set():
             log.warning("stats of %s stopped: %s", follow.container_id[:12], error)
-        if follow is self._follow:
-            self._follow = None  # the container stopped; its history stays
+            QTimer.singleShot(STREAM_RETRY_MS, self, self._sync_stream)
 
     def _streamed(self, sample: StatsSample) -> None:
         if self._closed:
@@ -277,7 +280,7 @@ class StatsMonitor(QObject):
             return
         streamed = self.streaming
         ids = [cid for cid in self.visible_running() if cid != streamed]
-        if not ids:
+        if not ids or not self.session.connected:
             self._timer.start(SCHEDULE_MS)
             return
         if self._sampler is None:
