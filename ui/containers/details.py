@@ -1,9 +1,10 @@
-"""The details pane under the containers table: Summary, Logs and Inspect tabs.
+"""The details pane under the containers table: Summary, Logs, Inspect and Stats tabs.
 
 ``show_container(container)`` switches to another container (None clears);
 ``container_changed(container)`` takes a fresher record of the same one. The inspect JSON is
 fetched off the GUI thread once per container (and again when its state changes); logs stream
-only while the Logs tab is visible.
+only while the Logs tab is visible. The Stats tab draws the ``StatsMonitor``'s history of the
+container (the page's monitor, which streams the selected one).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from toolbox.engine.records import Container
 from toolbox.errors import ToolboxError
 from ui.containers.logs import LogView
 from ui.containers.model import now_utc
+from ui.containers.stats import StatsMonitor, StatsPanel
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
 
-SUMMARY, LOGS, INSPECT = range(3)
+SUMMARY, LOGS, INSPECT, STATS = range(4)
 
 
 def summary_html(container: Container, inspect: dict[str, Any] | None) -> str:
@@ -88,11 +90,17 @@ def summary_html(container: Container, inspect: dict[str, Any] | None) -> str:
 
 
 class DetailsPane(QTabWidget):
-    """Summary / Logs / Inspect of the selected container."""
+    """Summary / Logs / Inspect / Stats of the selected container."""
 
-    def __init__(self, session: EngineSession, parent: QWidget | None = None):
+    def __init__(
+        self,
+        session: EngineSession,
+        parent: QWidget | None = None,
+        stats: StatsMonitor | None = None,
+    ):
         super().__init__(parent)
         self.session = session
+        self.stats_monitor = stats or StatsMonitor(session, parent=self)
         self.container: Container | None = None
         self.inspect: dict[str, Any] | None = None
         self._active = True
@@ -105,10 +113,12 @@ class DetailsPane(QTabWidget):
         self.inspect_view.setReadOnly(True)
         self.inspect_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.inspect_view.setUndoRedoEnabled(False)
+        self.stats = StatsPanel(self.stats_monitor)
         for widget, title in (
             (self.summary, "Summary"),
             (self.logs, "Logs"),
             (self.inspect_view, "Inspect"),
+            (self.stats, "Stats"),
         ):
             holder = QWidget()
             layout = QVBoxLayout(holder)
@@ -116,6 +126,8 @@ class DetailsPane(QTabWidget):
             layout.addWidget(widget)
             self.addTab(holder, title)
         self.currentChanged.connect(lambda _i: self._sync_logs())
+        self.currentChanged.connect(lambda i: self.stats_monitor.set_stream_wanted(i == STATS))
+        self.stats_monitor.set_stream_wanted(self.currentIndex() == STATS)
 
     def show_container(self, container: Container | None) -> None:
         same = (
@@ -130,6 +142,7 @@ class DetailsPane(QTabWidget):
         self.container = container
         self.inspect = None
         self.inspect_view.setPlainText("")
+        self.stats.show_container(container)
         self._render()
         if container is not None:
             self._load_inspect()
@@ -143,6 +156,7 @@ class DetailsPane(QTabWidget):
         self.container = container
         self._render()
         if old.state != container.state:
+            self.stats.show_container(container)
             self._load_inspect()
             if container.state.is_running and not old.state.is_running:
                 self.logs.restart()  # it started again: follow the new output

@@ -8,16 +8,22 @@ stays fresh without asking the engine anything.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QColor
 
 from toolbox.engine.parse import human_duration
 from toolbox.engine.records import Container, ContainerState
-from ui.models.table import Column, RecordTableModel
+from toolbox.engine.stats import StatsBook, StatsPoint
+from ui.containers.stats import format_percent, memory_text, memory_tooltip
+from ui.models.table import RIGHT, Column, RecordTableModel, _runs
 
-NAME, IMAGE, STATE, STATUS, PORTS, CREATED = range(6)
+NAME, IMAGE, STATE, STATUS, PORTS, CREATED, CPU, MEMORY = range(8)
+STATS_COLUMNS = (CPU, MEMORY)
+# States whose last reading the CPU and memory columns show (a paused container keeps its
+# memory; its CPU reads 0 %); the others show blank.
+STATS_STATES = (ContainerState.RUNNING, ContainerState.PAUSED)
 
 STATE_COLORS = {
     ContainerState.RUNNING: QColor("#2e7d32"),
@@ -81,12 +87,14 @@ def status_sort_key(container: Container) -> tuple[int, float]:
 
 
 class ContainersModel(RecordTableModel[Container]):
-    """Name, image, state (coloured), status, published ports (links), created."""
+    """Name, image, state (coloured), status, published ports (links), created, and the
+    CPU % and memory of running containers from ``stats`` (blank for the others)."""
 
     TIME_COLUMNS = (STATUS, CREATED)
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, parent: QObject | None = None, stats: StatsBook | None = None):
         self.now = now_utc()
+        self.stats = stats or StatsBook()
         columns = [
             Column[Container](
                 "Name", lambda c: c.name, tooltip=lambda c: f"{c.name}\n{c.short_id}", width=200
@@ -122,8 +130,47 @@ class ContainersModel(RecordTableModel[Container]):
                 width=130,
                 searchable=False,
             ),
+            Column[Container](
+                "CPU %",
+                lambda c: self._stat_text(c, lambda p: format_percent(p.cpu_percent)),
+                sort_key=lambda c: self._stat_value(c, lambda p: p.cpu_percent),
+                width=70,
+                align=RIGHT,
+                searchable=False,
+            ),
+            Column[Container](
+                "Memory",
+                lambda c: self._stat_text(c, memory_text),
+                sort_key=lambda c: self._stat_value(c, lambda p: p.memory_used),
+                tooltip=lambda c: self._stat_text(c, memory_tooltip) or None,
+                width=90,
+                align=RIGHT,
+                searchable=False,
+            ),
         ]
         super().__init__(columns, key=lambda c: c.id, parent=parent)
+
+    def _point(self, container: Container) -> StatsPoint | None:
+        if container.state not in STATS_STATES:
+            return None
+        return self.stats.latest(container.id)
+
+    def _stat_text(self, container: Container, text: Callable[[StatsPoint], str | None]) -> str:
+        point = self._point(container)
+        return (text(point) or "") if point is not None else ""
+
+    def _stat_value(
+        self, container: Container, value: Callable[[StatsPoint], float | int | None]
+    ) -> float:
+        point = self._point(container)
+        result = value(point) if point is not None else None
+        return -1.0 if result is None else float(result)
+
+    def stats_changed(self, container_ids: Iterable[str]) -> None:
+        """New readings for these containers: re-render their CPU and memory cells."""
+        rows = [row for cid in container_ids if (row := self.row_of(cid)) is not None]
+        for first, last in _runs(rows):
+            self.dataChanged.emit(self.index(first, CPU), self.index(last, MEMORY))
 
     def tick(self, rows: Iterable[int], now: dt.datetime | None = None) -> None:
         """Re-render the time columns of ``rows`` (source rows) as of ``now``."""

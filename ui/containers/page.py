@@ -5,6 +5,9 @@ selection and scroll position survive. Actions (toolbar, context menu, shortcuts
 selected row, each container on its own serial queue (``container:<id>``) off the GUI thread;
 failures are collected and shown once: what failed, why, what to do. The status and created
 columns are re-rendered locally by a slow timer that only runs while the page is visible.
+The CPU % and Memory columns (a toggle, remembered) show the ``StatsMonitor``'s last reading of
+each running container; it reads only the visible running rows, and streams the selected one
+for the Stats tab, only while the page is visible.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from toolbox.errors import ToolboxError
 from ui.containers import terminal
 from ui.containers.console import ExecConsole
 from ui.containers.details import DetailsPane
-from ui.containers.model import NAME, PORTS, ContainersModel
+from ui.containers.model import NAME, PORTS, STATS_COLUMNS, ContainersModel
 from ui.containers.run_dialog import RunDialog
+from ui.containers.stats import StatsMonitor
 from ui.models.table import RecordSortProxy
 from ui.pages import Page, PageContext
 from ui.session import Delta, apply_delta
+from ui.settings import qsettings
 from ui.widgets.error_dialog import ErrorDialog
 from ui.widgets.filter_edit import FilterLineEdit
 from ui.widgets.record_view import record_table_view
@@ -48,6 +53,8 @@ from ui.widgets.record_view import record_table_view
 # Tick rates for the status column: every second while something changed in the last minute,
 # then slower, since "Up 5 minutes" only changes once a minute and "Up 3 hours" once an hour.
 TICK_FAST_MS, TICK_MINUTE_MS, TICK_SLOW_MS = 1_000, 15_000, 60_000
+STATS_COLUMNS_KEY = "containers/stats_columns"
+SCROLL_SAMPLE_MS = 400  # after scrolling stops, read the rows that came into view
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ class ContainersPage(Page):
 
     def __init__(self, context: PageContext, parent: QWidget | None = None):
         super().__init__(context, parent)
-        self.model = ContainersModel(self)
+        self.stats = StatsMonitor(self.session, self.visible_running_ids, self)
+        self.model = ContainersModel(self, stats=self.stats.book)
         self.proxy = RecordSortProxy(self.model, self)
         self.bulk_runs: list[BulkRun] = []
         self.confirm_box: QMessageBox | None = None
@@ -147,7 +155,7 @@ class ContainersPage(Page):
 
         self.filter_box = FilterLineEdit("Filter by name, image or ports")
         self.filter_box.filter_changed.connect(self.proxy.set_filter_text)
-        self.details = DetailsPane(self.session)
+        self.details = DetailsPane(self.session, stats=self.stats)
         self.message = QLabel()
         self.count_label = QLabel()
 
@@ -162,6 +170,14 @@ class ContainersPage(Page):
         self.toolbar.addSeparator()
         self._add_action("shell", "Shell", "Ctrl+Shift+T", self.open_shell)
         self._add_action("edit", "Edit settings…", "Ctrl+E", self.edit_settings)
+        self.toolbar.addSeparator()
+        columns = QAction("CPU && memory", self)
+        columns.setCheckable(True)
+        columns.setToolTip("Show the CPU % and memory of running containers")
+        columns.setChecked(_setting_on(qsettings().value(STATS_COLUMNS_KEY, True)))
+        columns.toggled.connect(self.set_stats_columns)
+        self.toolbar.addAction(columns)
+        self.actions_by_key["stats_columns"] = columns
         focus_filter = QAction("Filter", self)
         focus_filter.setShortcut(QKeySequence.StandardKey.Find)
         focus_filter.triggered.connect(lambda: self.filter_box.setFocus())
@@ -190,6 +206,13 @@ class ContainersPage(Page):
         self.tick_timer = QTimer(self)
         self.tick_timer.setSingleShot(True)
         self.tick_timer.timeout.connect(self.tick)
+        self.scroll_timer = QTimer(self)
+        self.scroll_timer.setSingleShot(True)
+        self.scroll_timer.setInterval(SCROLL_SAMPLE_MS)
+        self.scroll_timer.timeout.connect(self.stats.sample_now)
+        self.view.verticalScrollBar().valueChanged.connect(lambda _v: self.scroll_timer.start())
+        self.stats.updated.connect(self.model.stats_changed)
+        self._show_stats_columns(columns.isChecked())
 
         self.session.containers_changed.connect(self.apply)
         self.session.state_changed.connect(lambda *_: self._update_actions())
@@ -202,6 +225,11 @@ class ContainersPage(Page):
     def apply(self, delta: Delta) -> None:
         """A change from the session: update rows in place, keep selection and scroll."""
         apply_delta(self.model, delta)
+        if delta.complete:
+            present = set(self.model.keys())
+            self.stats.forget([cid for cid in self.stats.book.containers() if cid not in present])
+        elif delta.removed:
+            self.stats.forget(delta.removed)
         pending = self._select_pending
         if pending is not None and self.model.row_of(pending) is not None:
             self._select_pending = None
@@ -209,6 +237,7 @@ class ContainersPage(Page):
         selected = self.selected()
         if len(selected) == 1:
             self.details.show_container(selected[0])
+            self.stats.follow(selected[0])  # restarts the stream when it runs again
         self._update_actions()
         running = sum(1 for c in self.model.records() if c.state.is_running)
         self.count_label.setText(f"{self.model.rowCount()} containers, {running} running")
@@ -250,6 +279,26 @@ class ContainersPage(Page):
             self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in range(first, last + 1)
         ]
 
+    def visible_running_ids(self) -> list[str]:
+        """Running containers in the visible rows (what the stats schedule reads)."""
+        out = []
+        for row in self.visible_source_rows():
+            c = self.model.record(row)
+            if c.state is ContainerState.RUNNING:
+                out.append(c.id)
+        return out
+
+    def set_stats_columns(self, on: bool) -> None:
+        """Show or hide the CPU % and Memory columns (remembered); hidden, nothing is read
+        for them."""
+        qsettings().setValue(STATS_COLUMNS_KEY, on)
+        self._show_stats_columns(on)
+
+    def _show_stats_columns(self, on: bool) -> None:
+        for column in STATS_COLUMNS:
+            self.view.setColumnHidden(column, not on)
+        self.stats.set_columns(on)
+
     def tick(self) -> None:
         """Re-render status/created of the visible rows; schedule the next tick."""
         if not self._visible:
@@ -265,15 +314,21 @@ class ContainersPage(Page):
     def page_shown(self) -> None:
         self._visible = True
         self.details.set_active(True)
+        self.stats.set_active(True)
+        selected = self.selected()
+        self.stats.follow(selected[0] if len(selected) == 1 else None)
         self.tick()
 
     def page_hidden(self) -> None:
         self._visible = False
         self.tick_timer.stop()
+        self.scroll_timer.stop()
         self.details.set_active(False)
+        self.stats.set_active(False)
 
     def shutdown(self) -> None:
         self.page_hidden()
+        self.stats.close()
         self.details.shutdown()
         for console in self.consoles:
             console.close_session()
@@ -313,6 +368,7 @@ class ContainersPage(Page):
     def _selection_changed(self) -> None:
         selected = self.selected()
         self.details.show_container(selected[0] if len(selected) == 1 else None)
+        self.stats.follow(selected[0] if len(selected) == 1 else None)
         self._update_actions()
 
     def run_action(self, spec: ContainerAction, containers: list[Container] | None = None) -> None:
@@ -506,3 +562,10 @@ class ContainersPage(Page):
         menu.addSeparator()
         menu.addAction(self.actions_by_key["remove"])
         menu.popup(self.view.viewport().mapToGlobal(pos))
+
+
+def _setting_on(value: object) -> bool:
+    """A boolean from QSettings (the INI backend gives strings back)."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
