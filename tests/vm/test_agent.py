@@ -301,7 +301,8 @@ def test_ports_and_shares_with_the_app_closed(
             assert wait_until(lambda: refused(late), 20, 0.1, "a removed container's port closed")
 
         with stages("shares"):
-            run = ["run", "--rm", "-v", f"{share}:/s", "-v", f"{ro}:/ro", "tbx-test:latest"]
+            # The read-only share is mounted at /ro in the machine (HOSTPATH:/ro:ro).
+            run = ["run", "--rm", "-v", f"{share}:/s", "-v", "/ro:/ro", "tbx-test:latest"]
             assert docker(env, *run, "cat", "/s/from host.txt") == "hello from the host\n"
             assert docker(env, *run, "cat", "/s/link/inner.txt") == "inside\n"
             docker(env, *run, "sh", "-c", "echo from the container > '/s/new ü file.txt'")
