@@ -17,10 +17,10 @@ import pytest
 
 from tests.unit.machine_fakes import FakeDriver, FakeGuest
 from toolbox.agent import state as agent_state
-from toolbox.agent.runner import Agent, bind_problem, unshared_host_folder
+from toolbox.agent.runner import Agent, bind_problem
 from toolbox.agent.state import ForwardState, Health
 from toolbox.guest.images import ImageStore
-from toolbox.machine.model import Share
+from toolbox.machine.model import Share, unshared_host_folder
 from toolbox.machine.service import CreateOptions, MachineService
 
 
