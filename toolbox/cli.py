@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -311,19 +311,22 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _active_machine(specs: Sequence[Any]) -> str | None:
-    host = os.environ.get("DOCKER_HOST")
-    if host:
-        for spec in specs:
-            if spec is not None and spec.engine_url == host:
-                return str(spec.name)
-        return None
+def _active_machine(specs: Sequence[Any], environ: Mapping[str, str] | None = None) -> str | None:
+    """The machine whose engine the docker CLI would use now (the app's rules too:
+    ``toolbox.engine.resolve.choose_engine``): by address, or by its Docker context."""
+    from toolbox.engine.resolve import choose_engine
+
     try:
-        current = os.environ.get("DOCKER_CONTEXT") or dockercontext.current_context()
+        choice = choose_engine(None, None, os.environ if environ is None else environ)
     except ToolboxError:
         return None
     for spec in specs:
-        if spec is not None and dockercontext.context_name(spec.name) == current:
+        if spec is None:
+            continue
+        if choice.context is not None:
+            if dockercontext.context_name(spec.name) == choice.context:
+                return str(spec.name)
+        elif spec.engine_url == (choice.url or "").rstrip("/"):
             return str(spec.name)
     return None
 

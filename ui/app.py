@@ -1,8 +1,9 @@
 """Entry point of the desktop app: ``toolbox-app`` and ``python -m ui``.
 
-``toolbox-app [--engine URL | --context NAME]``; with neither it connects to the engine the
-environment names (``DOCKER_HOST``, then ``DOCKER_CONTEXT``, then the Docker CLI's current
-context, then the platform's default socket: ``EngineConfig.current()``).
+``toolbox-app [--engine URL | --context NAME]``; the engine is chosen by
+``toolbox.engine.resolve.resolve_engine``, the same rules as the CLI and the docker CLI
+(``DOCKER_HOST``, then ``DOCKER_CONTEXT``, then the Docker CLI's current context, then the
+platform's default socket; TLS verification only when ``DOCKER_TLS_VERIFY`` is set).
 
 Start-up order keeps the first paint fast: the window is shown before docker-py is imported;
 after its first paint a worker thread resolves the engine settings (importing docker-py), and
@@ -16,12 +17,8 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from toolbox import __version__
-
-if TYPE_CHECKING:
-    from toolbox.engine.connect import EngineConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         metavar="URL",
         help="engine to use, like unix:///var/run/docker.sock or tcp://127.0.0.1:2376 "
-        "(TLS files from DOCKER_CERT_PATH)",
+        "(TLS as the docker CLI: on with DOCKER_TLS_VERIFY, files from DOCKER_CERT_PATH)",
     )
     where.add_argument("--context", metavar="NAME", help="a Docker CLI context to use")
     return parser
@@ -49,15 +46,6 @@ def engine_label(engine: str | None, context: str | None, environ: Mapping[str, 
     return environ.get("DOCKER_HOST") or (
         f"context {environ['DOCKER_CONTEXT']}" if environ.get("DOCKER_CONTEXT") else ""
     )
-
-
-def engine_config(
-    engine: str | None, context: str | None, environ: Mapping[str, str] = os.environ
-) -> EngineConfig:
-    """Resolve the engine settings (see ``ui.shell.engine_config``)."""
-    from ui.shell import engine_config as resolve
-
-    return resolve(engine, context, environ)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,33 +11,38 @@ Usage::
     session.close()                                  # at exit
 
 ``EngineWatcher`` runs on its own thread (a re-list after every (re)connect, then the events
-stream); snapshots and events reach the GUI thread through one ordered inbox. What an event says
+stream); snapshots and events reach the GUI thread through one ordered inbox. The records live
+in a ``toolbox.engine.cache.EngineCache`` (plain logic, tested without Qt): what an event says
 itself (a container started, died, was paused, renamed or destroyed) is applied to its row at
 once, so a ``docker stop`` in a terminal shows within milliseconds. Events are also coalesced for
-~100 ms and then turned into engine requests: a container event re-fetches that one container
-through the list API (exact start/stop times taken from the events), and image/volume/network
-events re-list that kind (a container's "commit" re-lists images: an untagged commit sends no
-image event). Fetches run on one serial queue per engine, and an answer older than a container's
-latest event is dropped, so rows never step backwards.
+~100 ms and then turned into engine requests (``refresh_for``): a container event re-fetches
+that one container through the list API, and image/volume/network events re-list that kind.
+Fetches run on one serial queue per engine, and the cache drops an answer older than a
+container's latest event, so rows never step backwards. This module adds the threads, the
+timer and the signals.
 Every worker thread gets its own ``EngineClient`` (docker-py clients are not shared between
 threads). Nothing here polls.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from toolbox.engine.cache import (
+    ContainerFetch,
+    Delta,
+    EngineCache,
+    fetch_containers,
+    refresh_for,
+)
 from toolbox.engine.connect import EngineConfig
 from toolbox.engine.records import (
     Container,
-    ContainerState,
     EngineInfo,
     Event,
     EventType,
@@ -46,47 +51,14 @@ from toolbox.engine.records import (
     Volume,
 )
 from toolbox.engine.watch import ConnectionState, EngineWatcher, Snapshot
-from toolbox.errors import EngineUnreachable, NotFoundError, ToolboxError
+from toolbox.errors import EngineUnreachable, ToolboxError
 from ui.tasks import Task, TaskRunner
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 COALESCE_MS = 100
-#: Above this many changed containers in one batch, one list call beats one call per id.
-PER_ID_FETCH_LIMIT = 8
 CONNECT_TIMEOUT = 10.0
-
-# Container actions that do not change what the list shows.
-_QUIET_CONTAINER_ACTIONS = frozenset(
-    {
-        "exec_create",
-        "exec_start",
-        "exec_die",
-        "exec_detach",
-        "attach",
-        "detach",
-        "resize",
-        "top",
-        "copy",
-        "archive-path",
-        "extract-to-dir",
-        "export",
-    }
-)
-# Container actions that make or change an image: an untagged ``docker commit`` sends only the
-# container's "commit" event (a tagged one adds an image "tag" event), so images re-list on it.
-_IMAGE_CONTAINER_ACTIONS = frozenset({"commit"})
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A change to one kind of record. ``complete`` means ``records`` is the whole list (apply
-    with ``set_records``); otherwise upsert ``records`` and remove the ``removed`` keys."""
-
-    records: tuple[Any, ...] = ()
-    removed: tuple[str, ...] = ()
-    complete: bool = False
 
 
 class EngineSession(QObject):
@@ -120,19 +92,7 @@ class EngineSession(QObject):
         self.tasks = tasks
         self.state: ConnectionState | None = None
         self.last_error: ToolboxError | None = None
-        self.info: EngineInfo | None = None
-        self._containers: dict[str, Container] = {}
-        self._images: list[Image] = []
-        self._volumes: list[Volume] = []
-        self._networks: list[Network] = []
-        self._have_snapshot = False
-        # Per container: the sequence number of its latest event, and the times seen in
-        # start/die events (exact, where the list API only allows estimates).
-        self._seq = 0
-        self._touched: dict[str, int] = {}
-        self._started: dict[str, dt.datetime] = {}
-        self._died: dict[str, Event] = {}
-        self._generation = 0  # bumped on every snapshot: older fetch answers are stale
+        self.cache = EngineCache()  # the records; GUI thread only
         self._client_generation = 0  # bumped on connection changes: clients reconnect
         self._refresh_key = f"engine-refresh:{config.url}"
         # The inbox: snapshots and events from the watcher thread, in order; a snapshot replaces
@@ -165,7 +125,11 @@ class EngineSession(QObject):
 
     @property
     def has_snapshot(self) -> bool:
-        return self._have_snapshot
+        return self.cache.has_snapshot
+
+    @property
+    def info(self) -> EngineInfo | None:
+        return self.cache.info
 
     def start(self) -> None:
         """Start watching on a dedicated thread (it blocks on the events stream)."""
@@ -206,19 +170,19 @@ class EngineSession(QObject):
     # -- current lists ------------------------------------------------------------------------
 
     def containers(self) -> list[Container]:
-        return list(self._containers.values())
+        return self.cache.containers()
 
     def container(self, container_id: str) -> Container | None:
-        return self._containers.get(container_id)
+        return self.cache.container(container_id)
 
     def images(self) -> list[Image]:
-        return list(self._images)
+        return self.cache.images()
 
     def volumes(self) -> list[Volume]:
-        return list(self._volumes)
+        return self.cache.volumes()
 
     def networks(self) -> list[Network]:
-        return list(self._networks)
+        return self.cache.networks()
 
     # -- calls on worker threads --------------------------------------------------------------
 
@@ -307,7 +271,9 @@ class EngineSession(QObject):
             items = items[1:]
         events = [item for item in items if isinstance(item, Event)]
         if events:
-            self._apply_at_once(events)
+            delta = self.cache.apply_events(events)
+            if delta is not None:
+                self.containers_changed.emit(delta)
             self._batch.extend(events)
             if not self._flush.isActive():
                 self._flush.start()
@@ -322,25 +288,15 @@ class EngineSession(QObject):
         self.state_changed.emit(state, error)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        self._generation += 1  # answers to fetches begun before this are stale
-        self._have_snapshot = True
-        live = {c.id for c in snapshot.containers}
-        self._touched = {k: v for k, v in self._touched.items() if k in live}
-        self._started = {k: v for k, v in self._started.items() if k in live}
-        self._died = {k: v for k, v in self._died.items() if k in live}
-        containers = tuple(self._refine(c) for c in snapshot.containers)
-        self._containers = {c.id: c for c in containers}
-        self._images = list(snapshot.images)
-        self._volumes = list(snapshot.volumes)
-        self._networks = list(snapshot.networks)
-        self.info = snapshot.info
+        cache = self.cache
+        cache.apply_snapshot(snapshot)  # answers to fetches begun before this are stale
         self._batch.clear()  # the snapshot already contains their effect
         self.snapshot_ready.emit(snapshot)
         self.info_changed.emit(snapshot.info)
-        self.containers_changed.emit(Delta(containers, complete=True))
-        self.images_changed.emit(Delta(tuple(self._images), complete=True))
-        self.volumes_changed.emit(Delta(tuple(self._volumes), complete=True))
-        self.networks_changed.emit(Delta(tuple(self._networks), complete=True))
+        self.containers_changed.emit(Delta(tuple(cache.containers()), complete=True))
+        self.images_changed.emit(Delta(tuple(cache.images()), complete=True))
+        self.volumes_changed.emit(Delta(tuple(cache.volumes()), complete=True))
+        self.networks_changed.emit(Delta(tuple(cache.networks()), complete=True))
 
     @Slot()
     def _flush_events(self) -> None:
@@ -348,165 +304,49 @@ class EngineSession(QObject):
         if not batch:
             return
         self.events_received.emit(batch)
-        self._apply_events(batch)
-
-    # -- turning events into deltas -----------------------------------------------------------
-
-    def _apply_at_once(self, events: Sequence[Event]) -> None:
-        """Apply what the events say themselves to the rows they name (no engine request), and
-        mark those containers so that a fetch answer from before these events is dropped."""
-        changed: dict[str, Container] = {}
-        removed: list[str] = []
-        for event in events:
-            if event.type is EventType.NETWORK:
-                container_id = event.attributes.get("container")
-                if event.action in ("connect", "disconnect") and container_id:
-                    self._touch(container_id)
-                continue
-            if (
-                event.type is not EventType.CONTAINER
-                or event.action in _QUIET_CONTAINER_ACTIONS
-                or event.action in _IMAGE_CONTAINER_ACTIONS
-                or not event.id
-            ):
-                continue
-            self._touch(event.id)
-            if event.action in ("start", "restart"):
-                self._started[event.id] = event.time
-            elif event.action == "die":
-                self._died[event.id] = event
-            current = changed.get(event.id) or self._containers.get(event.id)
-            if current is None:
-                continue  # not listed yet ("create"): the coalesced fetch brings it
-            if event.action == "destroy":
-                changed.pop(event.id, None)
-                self._started.pop(event.id, None)
-                self._died.pop(event.id, None)
-                if self._containers.pop(event.id, None) is not None:
-                    removed.append(event.id)
-                continue
-            updated = self._refine(current.apply_event(event))
-            if updated != current:
-                changed[event.id] = updated
-        self._containers.update(changed)
-        if changed or removed:
-            self.containers_changed.emit(Delta(tuple(changed.values()), tuple(removed)))
-
-    def _apply_events(self, events: Sequence[Event]) -> None:
-        """The coalesced part: re-fetch the containers the events name, re-list other kinds."""
-        refetch: dict[str, None] = {}
-        kinds: set[EventType] = set()
-        for event in events:
-            if event.type is EventType.CONTAINER:
-                if event.action in _IMAGE_CONTAINER_ACTIONS:
-                    kinds.add(EventType.IMAGE)
-                    continue
-                if event.action in _QUIET_CONTAINER_ACTIONS or not event.id:
-                    continue
-                refetch[event.id] = None
-            elif event.type is EventType.NETWORK:
-                kinds.add(EventType.NETWORK)
-                container_id = event.attributes.get("container")
-                if event.action in ("connect", "disconnect") and container_id:
-                    refetch[container_id] = None
-            elif event.type in (EventType.IMAGE, EventType.VOLUME):
-                kinds.add(event.type)
-        if refetch:
-            self._refetch_containers(list(refetch))
-        for kind in kinds:
+        wanted = refresh_for(batch)
+        if wanted.containers:
+            self._refetch_containers(list(wanted.containers))
+        for kind in sorted(wanted.kinds, key=lambda k: k.value):
             self._relist(kind)
 
-    def _touch(self, container_id: str) -> None:
-        self._seq += 1
-        self._touched[container_id] = self._seq
-
-    def _refine(self, container: Container) -> Container:
-        """Exact start/stop times and exit code from the events we saw, where the list only
-        gives an estimate from its Status text ("Up About a minute")."""
-        if container.state in (ContainerState.RUNNING, ContainerState.PAUSED):
-            started = self._started.get(container.id)
-            if started is not None:
-                return replace(container, started_at=started)
-        elif container.state in (ContainerState.EXITED, ContainerState.RESTARTING):
-            died = self._died.get(container.id)
-            if died is not None:
-                code = died.attributes.get("exitCode", "")
-                exit_code = int(code) if code.lstrip("-").isdigit() else container.exit_code
-                return replace(container, finished_at=died.time, exit_code=exit_code)
-        return container
+    # -- asking the engine again ------------------------------------------------------------
 
     def _refetch_containers(self, ids: list[str]) -> None:
-        """Fetch these containers again (one list call each, or one list of all when many).
-        Answers are applied in order (one serial queue), and an answer for a container that
-        has had events since it was asked for is dropped: a newer fetch is already queued."""
-        generation = self._generation
-        mark = self._seq
+        """Fetch these containers again on the engine's serial queue; the cache merges the
+        answer unless it is stale (see ``EngineCache.apply_fetch``)."""
+        mark = self.cache.mark()
 
-        def fetch(client: Any) -> tuple[list[Container], list[str], bool]:
-            if len(ids) > PER_ID_FETCH_LIMIT:
-                return list(client.containers(all=True)), [], True
-            found: list[Container] = []
-            gone: list[str] = []
-            for cid in ids:
-                try:
-                    found.append(client.container(cid))
-                except NotFoundError:
-                    gone.append(cid)
-            return found, gone, False
+        def done(fetch: ContainerFetch) -> None:
+            delta = self.cache.apply_fetch(mark, fetch)
+            if delta is not None:
+                self.containers_changed.emit(delta)
 
-        def done(result: tuple[list[Container], list[str], bool]) -> None:
-            if generation != self._generation:
-                return
-            found, gone, complete = result
-
-            def current(cid: str) -> bool:
-                return self._touched.get(cid, 0) <= mark
-
-            if complete:
-                fetched = {c.id: self._refine(c) for c in found}
-                newer = {cid for cid in set(fetched) | set(self._containers) if not current(cid)}
-                merged = {cid: c for cid, c in fetched.items() if cid not in newer}
-                merged.update(
-                    {cid: self._containers[cid] for cid in newer if cid in self._containers}
-                )
-                self._containers = merged
-                self.containers_changed.emit(Delta(tuple(merged.values()), complete=True))
-                return
-            fresh = [self._refine(c) for c in found if current(c.id)]
-            fresh = [c for c in fresh if self._containers.get(c.id) != c]
-            for c in fresh:
-                self._containers[c.id] = c
-            gone = [
-                cid for cid in gone if current(cid) and self._containers.pop(cid, None) is not None
-            ]
-            for cid in gone:
-                self._started.pop(cid, None)
-                self._died.pop(cid, None)
-            if fresh or gone:
-                self.containers_changed.emit(Delta(tuple(fresh), tuple(gone)))
-
-        self.call(fetch, done, self._ignore_refresh_error, key=self._refresh_key, what="Refresh")
+        self.call(
+            lambda client: fetch_containers(client, ids),
+            done,
+            self._ignore_refresh_error,
+            key=self._refresh_key,
+            what="Refresh",
+        )
 
     def _relist(self, kind: EventType) -> None:
-        generation = self._generation
+        mark = self.cache.mark()
         listers: dict[EventType, Callable[[Any], list[Any]]] = {
             EventType.IMAGE: lambda c: list(c.images()),
             EventType.VOLUME: lambda c: list(c.volumes()),
             EventType.NETWORK: lambda c: list(c.networks()),
         }
+        signals = {
+            EventType.IMAGE: self.images_changed,
+            EventType.VOLUME: self.volumes_changed,
+            EventType.NETWORK: self.networks_changed,
+        }
 
         def done(records: list[Any]) -> None:
-            if generation != self._generation:
-                return
-            if kind is EventType.IMAGE:
-                self._images = records
-                self.images_changed.emit(Delta(tuple(records), complete=True))
-            elif kind is EventType.VOLUME:
-                self._volumes = records
-                self.volumes_changed.emit(Delta(tuple(records), complete=True))
-            else:
-                self._networks = records
-                self.networks_changed.emit(Delta(tuple(records), complete=True))
+            delta = self.cache.apply_listing(mark, kind, records)
+            if delta is not None:
+                signals[kind].emit(delta)
 
         self.call(
             listers[kind], done, self._ignore_refresh_error, key=self._refresh_key, what="Refresh"

@@ -55,7 +55,7 @@ def engine_config(
 ) -> EngineConfig:
     """Resolve the engine settings like the docker CLI (``toolbox.engine.resolve``; imports
     docker-py: call it off the GUI thread)."""
-    from toolbox.engine.resolve import engine_config as resolve
+    from toolbox.engine.resolve import resolve_engine as resolve
 
     return resolve(engine, context, environ)
 

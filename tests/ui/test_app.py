@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from toolbox import __version__
-from ui.app import build_parser, engine_config, engine_label
+from ui.app import build_parser, engine_label
 from ui.pages import PAGES, PageSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,18 +48,6 @@ def test_engine_label_before_resolution() -> None:
     assert engine_label(None, None, {"DOCKER_HOST": "tcp://h:2376"}) == "tcp://h:2376"
     assert engine_label(None, None, {"DOCKER_CONTEXT": "dev"}) == "context dev"
     assert engine_label(None, None, {}) == ""
-
-
-def test_engine_config_resolution(tmp_path) -> None:
-    env = {"DOCKER_CERT_PATH": str(tmp_path), "DOCKER_TLS_VERIFY": "1"}
-    config = engine_config("tcp://127.0.0.1:2376", None, env)
-    assert config.url == "tcp://127.0.0.1:2376"
-    assert config.tls_ca == tmp_path / "ca.pem" and config.tls_verify
-    # Like the docker CLI: a cert path alone is TLS without verifying the server.
-    unverified = engine_config("tcp://127.0.0.1:2376", None, {"DOCKER_CERT_PATH": str(tmp_path)})
-    assert unverified.tls_ca == tmp_path / "ca.pem" and not unverified.tls_verify
-    plain = engine_config(None, None, {"DOCKER_HOST": "unix:///tmp/x.sock"})
-    assert plain.url == "unix:///tmp/x.sock"
 
 
 def test_window_paints_before_docker_is_imported() -> None:

@@ -17,10 +17,9 @@ import pytest
 
 from tests.unit.machine_fakes import FakeDriver, FakeGuest
 from toolbox.agent import state as agent_state
-from toolbox.agent.runner import Agent, bind_problem, unshared_host_folder
+from toolbox.agent.runner import Agent, bind_problem
 from toolbox.agent.state import ForwardState, Health
 from toolbox.guest.images import ImageStore
-from toolbox.machine.model import Share
 from toolbox.machine.service import CreateOptions, MachineService
 
 
@@ -109,19 +108,6 @@ def test_bind_problem_names_the_holder() -> None:
         uport = udp.getsockname()[1]
         got = bind_problem("127.0.0.1", uport, "udp")
         assert got is not None and got[0] is ForwardState.CONFLICT
-
-
-def test_unshared_host_folder(tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    shares = (Share(str(shared), str(shared)),)
-    assert not unshared_host_folder(str(shared / "x"), shares)
-    assert unshared_host_folder(str(outside), shares)
-    assert not unshared_host_folder(str(tmp_path / "nothing-here"), shares)  # not on the host
-    assert not unshared_host_folder("/var/run/docker.sock", shares)  # a guest path
-    assert not unshared_host_folder("relative", shares)
 
 
 class _Rows:

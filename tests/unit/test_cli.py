@@ -581,3 +581,28 @@ def test_set_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture
         cli.main(argv)
     assert info.value.code == errors.EXIT_USAGE
     assert "error:" in capsys.readouterr().err
+
+
+def test_ls_active_follows_the_engine_resolver(
+    fakes: tuple[FakeDriver, FakeGuest, MachineService],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DOCKER_HOST beats DOCKER_CONTEXT (as for the docker CLI and the app); DOCKER_CONTEXT
+    beats the current context; the address may be spelled without the scheme."""
+    create(capsys)
+    create(capsys, "dev")
+    assert run(capsys, "use", "dev")[0] == 0
+    spec = fakes[2].get("default")
+
+    def active() -> list[str]:
+        return [m["name"] for m in json.loads(run(capsys, "ls", "--json")[1]) if m["active"]]
+
+    assert active() == ["dev"]
+    monkeypatch.setenv("DOCKER_CONTEXT", dockercontext.context_name("default"))
+    assert active() == ["default"]
+    monkeypatch.setenv("DOCKER_CONTEXT", "default")  # the environment's engine: none of them
+    assert active() == []
+    monkeypatch.setenv("DOCKER_HOST", spec.engine_url.removeprefix("tcp://"))
+    monkeypatch.setenv("DOCKER_CONTEXT", dockercontext.context_name("dev"))
+    assert active() == ["default"]

@@ -17,6 +17,7 @@ from toolbox.machine.model import (
     guest_path_for,
     parse_share,
     share_covering,
+    unshared_host_folder,
     validate_share,
 )
 from toolbox.machine.service import CreateOptions, MachineService
@@ -176,3 +177,18 @@ def test_share_add_rm_and_bind(service: MachineService, tmp_path: Path) -> None:
     assert service.get("a").shares == ()
     assert service.set_port_bind("a", PortBind.PUBLISHED).port_bind is PortBind.PUBLISHED
     assert service.get("a").port_bind is PortBind.PUBLISHED
+
+
+def test_unshared_host_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shares = (Share(str(shared), str(shared)),)
+    assert not unshared_host_folder(str(shared / "x"), shares)
+    assert unshared_host_folder(str(outside), shares)
+    assert not unshared_host_folder(str(tmp_path / "nothing-here"), shares)  # not on the host
+    assert not unshared_host_folder("/var/run/docker.sock", shares)  # a guest path
+    assert not unshared_host_folder("relative", shares)
+    assert not unshared_host_folder("my-volume", shares)  # a named volume
+    assert not unshared_host_folder("", shares)

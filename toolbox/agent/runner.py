@@ -45,7 +45,7 @@ from toolbox.agent.state import ForwardReport, ForwardState, ShareReport, ShareS
 from toolbox.agent.tunnel import SSHTunnel
 from toolbox.errors import PortTaken, ToolboxError
 from toolbox.machine import ports
-from toolbox.machine.model import MachineSpec, PortBind, Share, share_covering
+from toolbox.machine.model import MachineSpec, PortBind, Share, unshared_host_folder
 
 if TYPE_CHECKING:
     import paramiko
@@ -574,22 +574,6 @@ def _same_target(a: WantedForward, b: WantedForward) -> bool:
 
 def _describe(fwd: Forward) -> str:
     return f"{fwd.host_ip}:{fwd.host_port}->{fwd.guest_port}/{fwd.protocol}"
-
-
-def unshared_host_folder(source: str, shares: tuple[Share, ...]) -> bool:
-    """True when a bind-mount source names an existing host folder or file that no share
-    covers: the container gets an empty folder made in the machine instead. Guest-only paths
-    (``/var/run/docker.sock``, ``/var/lib/...``) are not host folders and are left alone."""
-    if not source or not source.startswith("/"):
-        return False
-    if share_covering(shares, source) is not None:
-        return False
-    if any(
-        source == p or source.startswith(p + "/")
-        for p in ("/var", "/run", "/proc", "/sys", "/dev", "/etc", "/usr")
-    ):
-        return False
-    return os.path.exists(source)
 
 
 def main(name: str) -> int:

@@ -12,7 +12,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,54 +21,26 @@ from urllib.parse import urlsplit
 import docker
 import requests
 
+from toolbox.engine.resolve import (  # re-exported: they were defined here first
+    DEFAULT_CONTEXT,
+    default_url,
+    docker_config_dir,
+    normalise_url,
+    resolve_engine,
+)
 from toolbox.errors import EngineUnreachable, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from toolbox.engine.client import EngineClient
 
+_default_config_dir = docker_config_dir  # from_context's argument shadows the name
+
 DEFAULT_TIMEOUT = 30.0
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
-DEFAULT_CONTEXT = "default"
-
-
-def default_url() -> str:
-    """The platform's default engine address (what the Docker CLI uses without settings)."""
-    if sys.platform == "win32":
-        return "npipe:////./pipe/docker_engine"
-    return "unix:///var/run/docker.sock"
-
-
-def docker_config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$DOCKER_CONFIG``, else ``~/.docker``."""
-    environ = os.environ if environ is None else environ
-    value = environ.get("DOCKER_CONFIG")
-    return Path(value).expanduser() if value else Path.home() / ".docker"
 
 
 def _context_digest(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()
-
-
-def normalise_url(url: str) -> str:
-    """``/var/run/docker.sock`` -> ``unix:///var/run/docker.sock``; ``host:2376`` ->
-    ``tcp://host:2376``; ``https://`` -> ``tcp://``; other schemes are kept."""
-    text = url.strip()
-    if not text:
-        raise UsageError("The engine address is empty", hint="Use unix:///path or tcp://host:port")
-    if text.startswith("/"):
-        return "unix://" + text
-    if "://" not in text:
-        return "tcp://" + text
-    scheme, _, rest = text.partition("://")
-    scheme = scheme.lower()
-    if scheme in ("https", "http"):
-        return "tcp://" + rest
-    if scheme not in ("unix", "tcp", "npipe", "ssh"):
-        raise UsageError(
-            f"Unsupported engine address {url!r}",
-            hint="Use unix:///path/docker.sock, tcp://host:port or npipe:////./pipe/name",
-        )
-    return f"{scheme}://{rest}"
 
 
 @dataclass(frozen=True)
@@ -136,7 +107,7 @@ class EngineConfig:
     def from_context(cls, name: str, docker_config_dir: str | Path | None = None) -> EngineConfig:
         """From a Docker CLI context: ``contexts/meta/<sha256(name)>/meta.json`` for the
         endpoint and ``contexts/tls/<sha256(name)>/docker/`` for its TLS files."""
-        config_dir = Path(docker_config_dir) if docker_config_dir else _config_dir()
+        config_dir = Path(docker_config_dir) if docker_config_dir else _default_config_dir()
         if name == DEFAULT_CONTEXT:
             return cls(default_url(), name=DEFAULT_CONTEXT, context=DEFAULT_CONTEXT)
         digest = _context_digest(name)
@@ -180,16 +151,13 @@ class EngineConfig:
         environ: Mapping[str, str] | None = None,
         docker_config_dir: str | Path | None = None,
     ) -> EngineConfig:
-        """The engine the ``docker`` CLI would talk to: ``DOCKER_HOST`` wins, then
-        ``DOCKER_CONTEXT``, then the CLI's current context, then the platform default."""
+        """The engine the ``docker`` CLI would talk to (``toolbox.engine.resolve``):
+        ``DOCKER_HOST`` wins, then ``DOCKER_CONTEXT``, then the CLI's current context, then the
+        platform default."""
         environ = os.environ if environ is None else environ
-        if environ.get("DOCKER_HOST"):
-            return cls.from_env(environ)
-        config_dir = Path(docker_config_dir) if docker_config_dir else _config_dir(environ)
-        name = environ.get("DOCKER_CONTEXT") or _current_context(config_dir)
-        if name and name != DEFAULT_CONTEXT:
-            return cls.from_context(name, config_dir)
-        return cls.from_env(environ)
+        if docker_config_dir is not None:
+            environ = {**environ, "DOCKER_CONFIG": str(docker_config_dir)}
+        return resolve_engine(None, None, environ)
 
     # ---------------------------------------------------------------- properties
 
@@ -259,19 +227,6 @@ class EngineConfig:
 
 def _existing(path: Path | None) -> Path | None:
     return path if path is not None and path.is_file() else None
-
-
-def _config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    return docker_config_dir(environ)
-
-
-def _current_context(config_dir: Path) -> str | None:
-    try:
-        raw = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = raw.get("currentContext") if isinstance(raw, dict) else None
-    return str(value) if value else None
 
 
 # --------------------------------------------------------------------------------------

@@ -408,3 +408,20 @@ def share_covering(shares: tuple[Share, ...], host_path: str) -> Share | None:
         if norm == root or norm.startswith(root.rstrip(os.sep) + os.sep):
             return share
     return None
+
+
+def unshared_host_folder(source: str, shares: tuple[Share, ...]) -> bool:
+    """True when a bind-mount source names an existing host folder or file that no share
+    covers: the container gets an empty folder made in the machine instead. Guest-only paths
+    (``/var/run/docker.sock``, ``/var/lib/...``) are not host folders and are left alone, and
+    so are names of volumes and relative paths. ``C:\\...`` counts on a Windows host."""
+    if not source or not (source.startswith("/") or os.path.isabs(source)):
+        return False
+    if share_covering(shares, source) is not None:
+        return False
+    if any(
+        source == p or source.startswith(p + "/")
+        for p in ("/var", "/run", "/proc", "/sys", "/dev", "/etc", "/usr")
+    ):
+        return False
+    return os.path.exists(source)

@@ -8,18 +8,20 @@ Usage::
 
     RunDialog.for_edit(session, container_id, parent).open()          # "Edit settings…"
 
-Every field is checked with the parsers of ``toolbox.engine.parse`` as it is typed, and the
+Every field is checked by ``toolbox.engine.runform.parse_form`` as it is typed, and the
 reason shows beside the field. Ports, env and volumes take one entry per line (ports may also
-be separated by commas). The engine's own refusals appear at the top of the dialog in plain
-words, and the dialog stays open to fix them. In edit mode the settings come from
-``EngineClient.spec_of`` and saving calls ``recreate`` after a clear warning.
+be separated by commas). When the engine is a Toolbox machine's, a bind-mount source that is
+a folder on this computer outside every share gets a warning under Volumes with the command
+that shares it (``toolbox.engine.runform.bind_warnings``); it does not block Run.
+The engine's own refusals appear at the top of the dialog in plain words, and the dialog
+stays open to fix them. In edit mode the settings come from ``EngineClient.spec_of`` and
+saving calls ``recreate`` after a clear warning.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -37,25 +39,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from toolbox.engine.parse import (
-    EnvVar,
-    PortSpec,
-    RestartPolicy,
-    VolumeSpec,
-    parse_env,
-    parse_image_ref,
-    parse_port,
-    parse_volume,
-)
+from toolbox.engine.parse import RestartPolicy
 from toolbox.engine.records import RunSpec
+from toolbox.engine.runform import (
+    FIELDS,
+    BindWarning,
+    bind_warnings,
+    form_texts,
+    keep_hidden_settings,
+    parse_form,
+)
 from toolbox.errors import ToolboxError, ValidationError
 
 if TYPE_CHECKING:
+    from toolbox.machine.model import MachineSpec
     from ui.session import EngineSession
 
-# docker's own rule for container names (daemon/names.go).
-_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
-FIELDS = ("image", "name", "command", "ports", "env", "volumes", "restart")
+log = logging.getLogger(__name__)
 
 RECREATE_WARNING = (
     "Saving replaces this container: the old one is stopped and set aside, a new one with "
@@ -65,118 +65,16 @@ RECREATE_WARNING = (
 )
 
 
-def _lines(text: str) -> list[tuple[int, str]]:
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-
-
-def parse_form(
-    image: str,
-    name: str,
-    command: str,
-    ports: str,
-    env: str,
-    volumes: str,
-    restart: RestartPolicy,
-    max_retries: int,
-    auto_remove: bool,
-    interactive: bool,
-) -> tuple[RunSpec | None, dict[str, str]]:
-    """Validate the form's texts; returns the RunSpec (or None) and a reason per bad field."""
-    errors: dict[str, str] = {}
-
-    def check(field: str, fn: Any, prefix: str = "") -> Any:
-        try:
-            return fn()
-        except ValidationError as exc:
-            errors.setdefault(field, prefix + exc.message)
-            return None
-
-    image_text = image.strip()
-    if not image_text:
-        errors["image"] = "Choose an image to run, like busybox or nginx:1.25"
-    else:
-        check("image", lambda: parse_image_ref(image_text))
-
-    name_text = name.strip()
-    if name_text and not _NAME.fullmatch(name_text):
-        errors["name"] = (
-            f"{name_text!r} is not a valid name: use letters, digits, '_', '.' and '-', "
-            "at least two characters, starting with a letter or digit"
-        )
-
-    argv: tuple[str, ...] | None = None
-    if command.strip():
-        try:
-            argv = tuple(shlex.split(command))
-        except ValueError as exc:
-            errors["command"] = f"The command has an unclosed quote ({exc})"
-
-    port_specs: list[PortSpec] = []
-    for _n, line in _lines(ports.replace(",", "\n")):
-        port_specs.extend(check("ports", lambda line=line: parse_port(line)) or ())
-    seen: set[tuple[str, int, str]] = set()
-    for p in port_specs:
-        if p.host_port is None:
-            continue
-        slot = (p.host_ip or "", p.host_port, p.protocol)
-        if slot in seen:
-            errors.setdefault(
-                "ports", f"Host port {p.host_port}/{p.protocol} is given twice: use another one"
-            )
-        seen.add(slot)
-
-    env_lines = _lines(env)
-    env_vars: list[EnvVar] = []
-    for n, line in env_lines:
-        prefix = f"Line {n}: " if len(env_lines) > 1 else ""
-        var = check("env", lambda line=line: parse_env(line), prefix)
-        if var is not None:
-            env_vars.append(var)
-
-    volume_lines = _lines(volumes)
-    volume_specs: list[VolumeSpec] = []
-    for n, line in volume_lines:
-        prefix = f"Line {n}: " if len(volume_lines) > 1 else ""
-        spec = check("volumes", lambda line=line: parse_volume(line), prefix)
-        if spec is not None:
-            volume_specs.append(spec)
-    targets = [v.target.rstrip("/") for v in volume_specs]
-    duplicates = sorted({t for t in targets if targets.count(t) > 1})
-    if duplicates:
-        errors.setdefault("volumes", f"{duplicates[0]} is mounted twice: keep one")
-
-    if auto_remove and restart is not RestartPolicy.NO:
-        errors["restart"] = (
-            "A container removed when it exits cannot also be restarted: choose 'no' or "
-            "untick “Remove when it exits”"
-        )
-
-    if errors:
-        return None, errors
-    spec = RunSpec(
-        image=image_text,
-        name=name_text.lstrip("/") or None,
-        command=argv,
-        ports=tuple(port_specs),
-        env=tuple(env_vars),
-        volumes=tuple(volume_specs),
-        restart=restart,
-        restart_max_retries=max_retries if restart is RestartPolicy.ON_FAILURE else 0,
-        auto_remove=auto_remove,
-        tty=interactive,
-        stdin_open=interactive,
-    )
-    return spec, {}
-
-
 class RunDialog(QDialog):
     """Form for a new container (or, with ``edit_id``, an existing one's settings).
 
     Signals:
         ran(str): the container is running (its id; for an edit, the new container's id).
+        machine_loaded(): the Toolbox machine behind the engine was looked up (``machine``).
     """
 
     ran = Signal(str)
+    machine_loaded = Signal()
 
     def __init__(
         self,
@@ -189,6 +87,7 @@ class RunDialog(QDialog):
         self.session = session
         self.edit_id = edit_id
         self._edited_spec: RunSpec | None = None
+        self.machine: MachineSpec | None = None  # the Toolbox machine running this engine
         self.setObjectName("runDialog")
         self.setWindowTitle("Edit container settings" if edit_id else "Run a container")
         self.setMinimumWidth(560)
@@ -254,6 +153,8 @@ class RunDialog(QDialog):
             label.setVisible(False)
             self.errors[field] = label
             form.addRow("", label)
+            if field == "volumes":
+                form.addRow("", self._bind_warning_label())
             if field == "restart":
                 form.addRow("Max retries", self.retries_spin)
         form.addRow("", self.auto_remove_box)
@@ -287,6 +188,7 @@ class RunDialog(QDialog):
             signal.connect(self._revalidate)
         self._touched = False
         self._update_retries()
+        self._load_machine()
         if edit_id:
             self._load_settings(edit_id)
 
@@ -316,7 +218,7 @@ class RunDialog(QDialog):
             self.interactive_box.isChecked(),
         )
         if spec is not None and self._edited_spec is not None:
-            spec = _keep_hidden_settings(spec, self._edited_spec)
+            spec = keep_hidden_settings(spec, self._edited_spec)
         for field, label in self.errors.items():
             reason = errors.get(field, "")
             label.setText(reason)
@@ -325,12 +227,13 @@ class RunDialog(QDialog):
 
     def set_spec(self, spec: RunSpec) -> None:
         """Fill the form from ``spec`` (edit mode)."""
-        self.image_edit.setCurrentText(spec.image)
-        self.name_edit.setText(spec.name or "")
-        self.command_edit.setText(shlex.join(spec.command) if spec.command else "")
-        self.ports_edit.setPlainText("\n".join(str(p) for p in spec.ports))
-        self.env_edit.setPlainText("\n".join(str(e) for e in spec.env))
-        self.volumes_edit.setPlainText("\n".join(str(v) for v in spec.volumes))
+        texts = form_texts(spec)
+        self.image_edit.setCurrentText(texts["image"])
+        self.name_edit.setText(texts["name"])
+        self.command_edit.setText(texts["command"])
+        self.ports_edit.setPlainText(texts["ports"])
+        self.env_edit.setPlainText(texts["env"])
+        self.volumes_edit.setPlainText(texts["volumes"])
         self.restart_combo.setCurrentIndex(list(RestartPolicy).index(spec.restart))
         self.retries_spin.setValue(spec.restart_max_retries)
         self.auto_remove_box.setChecked(spec.auto_remove)
@@ -338,6 +241,7 @@ class RunDialog(QDialog):
 
     def _revalidate(self, *_args: object) -> None:
         self._update_retries()
+        self._update_bind_warnings()
         if self._touched:
             self.validate()
         else:
@@ -351,6 +255,52 @@ class RunDialog(QDialog):
 
     def _update_retries(self) -> None:
         self.retries_spin.setEnabled(self.restart_policy() is RestartPolicy.ON_FAILURE)
+
+    # -- bind mounts outside the machine's shares ----------------------------------------------
+
+    def _bind_warning_label(self) -> QLabel:
+        self.bind_warning = QLabel()
+        self.bind_warning.setObjectName("volumesWarning")
+        self.bind_warning.setWordWrap(True)
+        self.bind_warning.setTextFormat(Qt.TextFormat.PlainText)
+        self.bind_warning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.bind_warning.setStyleSheet(
+            "background: #fff4e5; border: 1px solid #f0c36d; border-radius: 4px; padding: 4px;"
+        )
+        self.bind_warning.setVisible(False)
+        self.bind_warnings: tuple[BindWarning, ...] = ()
+        return self.bind_warning
+
+    def _load_machine(self) -> None:
+        """Find the Toolbox machine behind this engine (reads its record on a worker)."""
+        from toolbox.engine.resolve import machine_for_engine
+
+        url = self.session.config.url
+
+        def found(machine: MachineSpec | None) -> None:
+            self.machine = machine
+            self._update_bind_warnings()
+            self.machine_loaded.emit()
+
+        def failed(error: ToolboxError) -> None:
+            # No record, no warning: the Run itself does not depend on it.
+            log.info("cannot read the machine records for %s: %s", url, error)
+            self.machine_loaded.emit()
+
+        self.session.tasks.run(
+            lambda: machine_for_engine(url),
+            found,
+            failed,
+            owner=self,
+            what="Read the machine's shares",
+        )
+
+    def _update_bind_warnings(self) -> None:
+        machine = self.machine
+        warnings = bind_warnings(self.volumes_edit.toPlainText(), machine) if machine else ()
+        self.bind_warnings = warnings
+        self.bind_warning.setText("\n".join(w.message for w in warnings))
+        self.bind_warning.setVisible(bool(warnings))
 
     # -- engine -------------------------------------------------------------------------------
 
@@ -451,13 +401,6 @@ class RunDialog(QDialog):
             "volumes": self.volumes_edit,
             "restart": self.restart_combo,
         }[field]
-
-
-def _keep_hidden_settings(spec: RunSpec, original: RunSpec) -> RunSpec:
-    """Settings the form does not show (labels) carry over to the recreated container."""
-    from dataclasses import replace
-
-    return replace(spec, labels=original.labels)
 
 
 def _text_box(placeholder: str) -> QPlainTextEdit:
