@@ -296,7 +296,7 @@ def test_ports_and_shares_with_the_app_closed(
                              "a new agent")  # fmt: skip
             assert pid_alive(new)
             assert wait_until(lambda: http_get(late), 30, 0.1, "the container started meanwhile")
-            assert http_get(one)  # its tunnel came back with the new agent
+            assert wait_until(lambda: http_get(one), 30, 0.1, "the tunnel of the new agent")
             docker(env, "rm", "-f", "late")
             assert wait_until(lambda: refused(late), 20, 0.1, "a removed container's port closed")
 

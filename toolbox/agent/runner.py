@@ -401,6 +401,12 @@ class Agent:
         return _Live(w, ForwardState.ACTIVE)
 
     def _open_tunnel(self, w: WantedForward) -> _Live:
+        # Connect SSH before listening: a client then finds the port closed until the tunnel
+        # can carry it, instead of a connection that hangs while SSH logs in.
+        try:
+            self._transport()
+        except Exception as exc:
+            return self._not_active(w, ForwardState.CONFLICT, f"SSH to the machine failed: {exc}")
         tunnel = SSHTunnel(w.host_ip, w.host_port, w.guest_ip, w.guest_port, self._transport)
         try:
             tunnel.open()
