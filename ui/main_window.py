@@ -194,7 +194,9 @@ class MainWindow(QMainWindow):
 
         if state is ConnectionState.CONNECTED:
             self.banner.show_connected()
+            self._mark_stale(None)  # the re-list that precedes CONNECTED is applied
         elif state is ConnectionState.DISCONNECTED:
+            self._mark_stale(self.session.stale_since if self.session else None)
             self.banner.show_lost(
                 self.engine_label,
                 getattr(error, "message", None) or (str(error) if error else None),
@@ -203,6 +205,12 @@ class MainWindow(QMainWindow):
         elif state is ConnectionState.CONNECTING and self.banner.mode != "lost":
             self.banner.show_connecting(self.engine_label)
         # While reconnecting after a loss the "lost" text stays: it says what is wrong.
+
+    def _mark_stale(self, since: Any) -> None:
+        for spec in self.specs:
+            page = self.pages.get(spec.key)
+            if page is not None and self._needs_engine(spec):
+                page.mark_stale(since)
 
     def _on_info(self, info: Any) -> None:
         self.engine_status.setText(f"{self.engine_label}  ·  Docker {info.version}")
@@ -257,6 +265,8 @@ class MainWindow(QMainWindow):
                 page = BrokenPage(context, f"The {spec.title} page could not be shown: {exc}")
             self.pages[spec.key] = page
             self.stack.addWidget(page)
+            if self.session is not None and self._needs_engine(spec):
+                page.mark_stale(self.session.stale_since)
         if self._shown_page is not page:
             if self._shown_page is not None:
                 self._shown_page.page_hidden()

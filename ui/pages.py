@@ -13,11 +13,13 @@ and offers the way out (Start the machine, or create one). Pages with ``needs_en
 (Machines) are built with whatever session there is and follow ``shell.session_changed``.
 The window calls ``page_shown()``/``page_hidden()`` when the page (or the whole
 window) becomes visible or hidden: pause timers there, so nothing runs while nobody looks, and
-``shutdown()`` once at exit to close streams.
+``shutdown()`` once at exit to close streams, and ``mark_stale(since)`` while the engine does
+not answer (rows greyed with "last seen"; ``mark_stale(None)`` after the re-list).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import importlib.util
 from dataclasses import dataclass
@@ -73,6 +75,16 @@ class Page(QWidget):
 
     def shutdown(self) -> None:
         """The app is quitting: close anything still open."""
+
+    def mark_stale(self, since: dt.datetime | None) -> None:
+        """The engine stopped answering at ``since`` (None: it answers again and the lists
+        were re-read): grey the page's rows with "last seen". The default marks ``self.model``
+        when it is a ``RecordTableModel``."""
+        from ui.models.table import RecordTableModel
+
+        model = getattr(self, "model", None)
+        if isinstance(model, RecordTableModel):
+            model.set_stale(since)
 
 
 @dataclass(frozen=True)

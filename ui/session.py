@@ -121,6 +121,8 @@ class EngineSession(QObject):
         self.state: ConnectionState | None = None
         self.last_error: ToolboxError | None = None
         self.info: EngineInfo | None = None
+        #: While the engine does not answer: when it last did (its rows are that old).
+        self.stale_since: dt.datetime | None = None
         self._containers: dict[str, Container] = {}
         self._images: list[Image] = []
         self._volumes: list[Volume] = []
@@ -315,6 +317,12 @@ class EngineSession(QObject):
     @Slot(object, object)
     def _on_state(self, state: ConnectionState, error: ToolboxError | None) -> None:
         changed = state != self.state
+        if state is ConnectionState.CONNECTED:
+            self.stale_since = None
+        elif state is ConnectionState.DISCONNECTED and self.stale_since is None:
+            # A stalled engine was silent for a while before the heartbeat gave up on it.
+            stalled = getattr(self._watcher, "_stalled", None) or 0.0
+            self.stale_since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=stalled)
         self.state = state
         self.last_error = error
         if changed:

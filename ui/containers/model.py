@@ -84,6 +84,7 @@ class ContainersModel(RecordTableModel[Container]):
     """Name, image, state (coloured), status, published ports (links), created."""
 
     TIME_COLUMNS = (STATUS, CREATED)
+    stale_column = STATUS  # "Last seen 12:03:04" instead of "Up 5 minutes" while stale
 
     def __init__(self, parent: QObject | None = None):
         self.now = now_utc()
