@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -75,6 +76,42 @@ class Page(QWidget):
 
     def shutdown(self) -> None:
         """The app is quitting: close anything still open."""
+
+    def layout_state(self) -> dict[str, object]:
+        """What to remember of this page's layout, keyed relative to the page: each named,
+        sortable table's sort column and order (``NAME/sort``: ``"3,1"``) and each named
+        splitter's state (``NAME/splitter``)."""
+        from PySide6.QtWidgets import QSplitter, QTableView
+
+        out: dict[str, object] = {}
+        for view in self.findChildren(QTableView):
+            if view.objectName() and view.isSortingEnabled():
+                header = view.horizontalHeader()
+                order = header.sortIndicatorOrder().value
+                out[f"{view.objectName()}/sort"] = f"{header.sortIndicatorSection()},{order}"
+        for splitter in self.findChildren(QSplitter):
+            if splitter.objectName():
+                out[f"{splitter.objectName()}/splitter"] = splitter.saveState()
+        return out
+
+    def restore_layout(self, value: Callable[[str], object]) -> None:
+        """Apply what ``layout_state`` saved (``value(key)``: None when never saved). A value
+        that no longer fits (a column that is gone, a damaged entry) is ignored."""
+        from PySide6.QtCore import QByteArray, Qt
+        from PySide6.QtWidgets import QSplitter, QTableView
+
+        for view in self.findChildren(QTableView):
+            raw = value(f"{view.objectName()}/sort") if view.objectName() else None
+            column, _, order = str(raw or "").partition(",")
+            if not (column.isdigit() and order in ("0", "1")):
+                continue
+            model = view.model()
+            if model is not None and int(column) < model.columnCount():
+                view.sortByColumn(int(column), Qt.SortOrder(int(order)))
+        for splitter in self.findChildren(QSplitter):
+            raw = value(f"{splitter.objectName()}/splitter") if splitter.objectName() else None
+            if isinstance(raw, QByteArray | bytes):
+                splitter.restoreState(QByteArray(raw))
 
     def mark_stale(self, since: dt.datetime | None) -> None:
         """The engine stopped answering at ``since`` (None: it answers again and the lists

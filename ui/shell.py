@@ -352,7 +352,10 @@ class Shell(QObject):
         self._set_session(session)
         self.window.set_session(session)
         session.start()
-        if self.window.sidebar.currentRow() < 0 or self.window.page_key() == "machines":
+        restored, self.window.restored_page = self.window.restored_page, ""
+        if self.window.sidebar.currentRow() < 0 or (
+            self.window.page_key() == "machines" and restored != "machines"
+        ):
             self.window.select_page("containers")
 
     def _set_session(self, session: EngineSession | None) -> None:
