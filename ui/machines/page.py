@@ -40,6 +40,7 @@ from toolbox.machine.service import (
 from toolbox.machine.usage import MachineUsage
 from ui.machines.create_panel import CreatePanel
 from ui.machines.model import NAME, MachinesModel
+from ui.machines.no_hypervisor import NoHypervisorPanel, service_probe
 from ui.models.table import RecordSortProxy
 from ui.pages import Page, PageContext
 from ui.tasks import show_error
@@ -172,9 +173,12 @@ class MachinesPage(Page):
         self.create_panel = CreatePanel(self.service, self.tasks, first_run=True)
         self.create_panel.created.connect(self._created)
         self.create_panel.cancelled.connect(self._create_closed)
+        self.no_hypervisor = NoHypervisorPanel(service_probe(self.service), self.tasks)
+        self.no_hypervisor.checked.connect(self._hypervisor_checked)
         self.stack = QStackedWidget()
         self.stack.addWidget(list_box)
         self.stack.addWidget(self.create_panel)
+        self.stack.addWidget(self.no_hypervisor)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
@@ -393,8 +397,23 @@ class MachinesPage(Page):
     # -- create ---------------------------------------------------------------------------
 
     def show_create(self) -> None:
-        self.stack.setCurrentWidget(self.create_panel)
-        self.create_panel.name_edit.setFocus()
+        """The create form; instead, what to install, when no hypervisor is usable (the
+        check runs on a worker and switches the view when it answers)."""
+        if self.no_hypervisor.usable is False:
+            self.stack.setCurrentWidget(self.no_hypervisor)
+        else:
+            self.stack.setCurrentWidget(self.create_panel)
+            self.create_panel.name_edit.setFocus()
+        self.no_hypervisor.check()
+
+    def _hypervisor_checked(self, usable: bool) -> None:
+        current = self.stack.currentWidget()
+        if not usable and current is self.create_panel and self.create_panel.mode == "form":
+            self.stack.setCurrentWidget(self.no_hypervisor)
+        elif usable and current is self.no_hypervisor:
+            self.stack.setCurrentWidget(self.create_panel)
+            self.create_panel._probe()  # its hypervisor line and Create button follow
+            self.create_panel.name_edit.setFocus()
 
     def _created(self, name: str) -> None:
         self.stack.setCurrentIndex(0)
