@@ -18,8 +18,10 @@ Usage::
 Roles: ``Qt.DisplayRole`` (text), ``SORT_ROLE`` (a Python value; the proxy compares these, so
 sizes past 2 GiB and datetimes sort right), ``Qt.ToolTipRole``, ``Qt.ForegroundRole``,
 ``RECORD_ROLE`` (the record) and ``KEY_ROLE`` (its key). Selection and scroll position survive
-every update because rows are never reset. Columns have fixed initial widths: never call
-``resizeColumnsToContents()`` on these views (about a second for 1,000 rows).
+every update because rows are never reset. ``set_stale(since)`` greys every row with "Last seen
+HH:MM:SS" (tooltip, and the ``stale_column``'s text) while the engine does not answer.
+Columns have fixed initial widths: never call ``resizeColumnsToContents()`` on these views
+(about a second for 1,000 rows).
 """
 
 from __future__ import annotations
