@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui import settings
 from ui.pages import Page, PageContext, PageSpec, available_pages
 from ui.tasks import TaskRunner
 from ui.widgets.banner import EngineBanner
@@ -113,6 +114,9 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self._row_changed)
         self.installEventFilter(self)
         self._update_title()
+        #: The page shown when the window last closed, selected again ("" when none); the
+        #: shell keeps it when the engine attaches, instead of its default page.
+        self.restored_page = self._restore_layout()
 
     # -- engine -------------------------------------------------------------------------------
 
@@ -152,6 +156,7 @@ class MainWindow(QMainWindow):
         old = self.session
         if old is None:
             return
+        self.save_layout()  # the engine pages go: keep their splitters and sort orders
         for signal, slot in (
             (self.banner.retry_requested, old.retry_now),
             (old.state_changed, self._on_state),
@@ -194,7 +199,9 @@ class MainWindow(QMainWindow):
 
         if state is ConnectionState.CONNECTED:
             self.banner.show_connected()
+            self._mark_stale(None)  # the re-list that precedes CONNECTED is applied
         elif state is ConnectionState.DISCONNECTED:
+            self._mark_stale(self.session.stale_since if self.session else None)
             self.banner.show_lost(
                 self.engine_label,
                 getattr(error, "message", None) or (str(error) if error else None),
@@ -203,6 +210,12 @@ class MainWindow(QMainWindow):
         elif state is ConnectionState.CONNECTING and self.banner.mode != "lost":
             self.banner.show_connecting(self.engine_label)
         # While reconnecting after a loss the "lost" text stays: it says what is wrong.
+
+    def _mark_stale(self, since: Any) -> None:
+        for spec in self.specs:
+            page = self.pages.get(spec.key)
+            if page is not None and self._needs_engine(spec):
+                page.mark_stale(since)
 
     def _on_info(self, info: Any) -> None:
         self.engine_status.setText(f"{self.engine_label}  ·  Docker {info.version}")
@@ -257,6 +270,9 @@ class MainWindow(QMainWindow):
                 page = BrokenPage(context, f"The {spec.title} page could not be shown: {exc}")
             self.pages[spec.key] = page
             self.stack.addWidget(page)
+            self._restore_page_layout(spec.key, page)
+            if self.session is not None and self._needs_engine(spec):
+                page.mark_stale(self.session.stale_since)
         if self._shown_page is not page:
             if self._shown_page is not None:
                 self._shown_page.page_hidden()
@@ -266,6 +282,37 @@ class MainWindow(QMainWindow):
                 page.page_shown()
             self.page_changed.emit(spec.key)
         return page
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def save_layout(self) -> None:
+        """Remember the geometry, the page shown, and each built page's splitters and sorting."""
+        values: dict[str, object] = {"window/geometry": self.saveGeometry()}
+        if self.page_key():
+            values["window/page"] = self.page_key()
+        for key, page in self.pages.items():
+            values.update({f"{key}/{name}": v for name, v in page.layout_state().items()})
+        settings.save_layout(values)
+
+    def _restore_page_layout(self, key: str, page: Page) -> None:
+        def value(name: str) -> object:
+            return settings.layout_value(f"{key}/{name}")
+
+        page.restore_layout(value)
+
+    def _restore_layout(self) -> str:
+        geometry = settings.layout_value("window/geometry")
+        if isinstance(geometry, QByteArray | bytes):
+            self.restoreGeometry(QByteArray(geometry))
+        key = str(settings.layout_value("window/page") or "")
+        keys = [spec.key for spec in self.specs]
+        if key not in keys:
+            return ""
+        # Only the sidebar: the page itself is built when the shell decides what to show.
+        blocked = self.sidebar.blockSignals(True)
+        self.sidebar.setCurrentRow(keys.index(key))
+        self.sidebar.blockSignals(blocked)
+        return key
 
     # -- visibility ---------------------------------------------------------------------------
 
@@ -282,6 +329,8 @@ class MainWindow(QMainWindow):
 
     def hideEvent(self, event: QHideEvent) -> None:
         super().hideEvent(event)
+        if not event.spontaneous():  # hidden to the tray or closed, not minimised by the WM
+            self.save_layout()
         if self._shown_page is not None:
             self._shown_page.page_hidden()
 
@@ -294,6 +343,7 @@ class MainWindow(QMainWindow):
                 self._shown_page.page_shown()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
         for page in self.pages.values():
             page.shutdown()
         super().closeEvent(event)

@@ -13,13 +13,16 @@ and offers the way out (Start the machine, or create one). Pages with ``needs_en
 (Machines) are built with whatever session there is and follow ``shell.session_changed``.
 The window calls ``page_shown()``/``page_hidden()`` when the page (or the whole
 window) becomes visible or hidden: pause timers there, so nothing runs while nobody looks, and
-``shutdown()`` once at exit to close streams.
+``shutdown()`` once at exit to close streams, and ``mark_stale(since)`` while the engine does
+not answer (rows greyed with "last seen"; ``mark_stale(None)`` after the re-list).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -73,6 +76,52 @@ class Page(QWidget):
 
     def shutdown(self) -> None:
         """The app is quitting: close anything still open."""
+
+    def layout_state(self) -> dict[str, object]:
+        """What to remember of this page's layout, keyed relative to the page: each named,
+        sortable table's sort column and order (``NAME/sort``: ``"3,1"``) and each named
+        splitter's state (``NAME/splitter``)."""
+        from PySide6.QtWidgets import QSplitter, QTableView
+
+        out: dict[str, object] = {}
+        for view in self.findChildren(QTableView):
+            if view.objectName() and view.isSortingEnabled():
+                header = view.horizontalHeader()
+                order = header.sortIndicatorOrder().value
+                out[f"{view.objectName()}/sort"] = f"{header.sortIndicatorSection()},{order}"
+        for splitter in self.findChildren(QSplitter):
+            if splitter.objectName():
+                out[f"{splitter.objectName()}/splitter"] = splitter.saveState()
+        return out
+
+    def restore_layout(self, value: Callable[[str], object]) -> None:
+        """Apply what ``layout_state`` saved (``value(key)``: None when never saved). A value
+        that no longer fits (a column that is gone, a damaged entry) is ignored."""
+        from PySide6.QtCore import QByteArray, Qt
+        from PySide6.QtWidgets import QSplitter, QTableView
+
+        for view in self.findChildren(QTableView):
+            raw = value(f"{view.objectName()}/sort") if view.objectName() else None
+            column, _, order = str(raw or "").partition(",")
+            if not (column.isdigit() and order in ("0", "1")):
+                continue
+            model = view.model()
+            if model is not None and int(column) < model.columnCount():
+                view.sortByColumn(int(column), Qt.SortOrder(int(order)))
+        for splitter in self.findChildren(QSplitter):
+            raw = value(f"{splitter.objectName()}/splitter") if splitter.objectName() else None
+            if isinstance(raw, QByteArray | bytes):
+                splitter.restoreState(QByteArray(raw))
+
+    def mark_stale(self, since: dt.datetime | None) -> None:
+        """The engine stopped answering at ``since`` (None: it answers again and the lists
+        were re-read): grey the page's rows with "last seen". The default marks ``self.model``
+        when it is a ``RecordTableModel``."""
+        from ui.models.table import RecordTableModel
+
+        model = getattr(self, "model", None)
+        if isinstance(model, RecordTableModel):
+            model.set_stale(since)
 
 
 @dataclass(frozen=True)

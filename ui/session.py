@@ -26,6 +26,7 @@ threads). Nothing here polls.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
@@ -93,6 +94,8 @@ class EngineSession(QObject):
         self.state: ConnectionState | None = None
         self.last_error: ToolboxError | None = None
         self.cache = EngineCache()  # the records; GUI thread only
+        #: While the engine does not answer: when it last did (its rows are that old).
+        self.stale_since: dt.datetime | None = None
         self._client_generation = 0  # bumped on connection changes: clients reconnect
         self._refresh_key = f"engine-refresh:{config.url}"
         # The inbox: snapshots and events from the watcher thread, in order; a snapshot replaces
@@ -281,6 +284,12 @@ class EngineSession(QObject):
     @Slot(object, object)
     def _on_state(self, state: ConnectionState, error: ToolboxError | None) -> None:
         changed = state != self.state
+        if state is ConnectionState.CONNECTED:
+            self.stale_since = None
+        elif state is ConnectionState.DISCONNECTED and self.stale_since is None:
+            # A stalled engine was silent for a while before the heartbeat gave up on it.
+            stalled = getattr(self._watcher, "_stalled", None) or 0.0
+            self.stale_since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=stalled)
         self.state = state
         self.last_error = error
         if changed:

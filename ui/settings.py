@@ -10,11 +10,17 @@ Usage::
 ``remembered_engine()``/``remember_engine()`` keep the engine switcher's last choice: a string
 like ``machine:default``, ``local``, or ``context:NAME``. Tests redirect the storage with
 ``use_settings_file(path)`` (the ui test fixtures do it for every test), so the user's real
-settings are never touched.
+settings are never touched; with ``TOOLBOX_HOME`` set (tests, portable installs) they live in
+``$TOOLBOX_HOME/settings.ini`` like everything else.
+
+The window's layout (geometry, the page shown, each page's splitters and sort order) is kept
+under ``layout/``: ``layout_value(key)`` / ``save_layout({key: value})``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -38,6 +44,9 @@ def qsettings() -> QSettings:
     """The QSettings object every part of the app reads and writes through."""
     if _settings_file is not None:
         return QSettings(str(_settings_file), QSettings.Format.IniFormat)
+    home = os.environ.get("TOOLBOX_HOME")
+    if home:
+        return QSettings(str(Path(home).expanduser() / "settings.ini"), QSettings.Format.IniFormat)
     return QSettings(ORGANIZATION, APPLICATION)
 
 
@@ -109,4 +118,17 @@ def remembered_engine(settings: QSettings | None = None) -> str:
 def remember_engine(choice: str, settings: QSettings | None = None) -> None:
     store = settings or qsettings()
     store.setValue("engine/choice", choice)
+    store.sync()
+
+
+def layout_value(key: str, settings: QSettings | None = None) -> object:
+    """A remembered layout value (``layout/KEY``), or None when never saved."""
+    return (settings or qsettings()).value(f"layout/{key}", None)
+
+
+def save_layout(values: Mapping[str, object], settings: QSettings | None = None) -> None:
+    """Remember layout values (``layout/KEY``: geometry bytes, "3,1" sort orders, page keys)."""
+    store = settings or qsettings()
+    for key, value in values.items():
+        store.setValue(f"layout/{key}", value)
     store.sync()

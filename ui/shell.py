@@ -140,19 +140,24 @@ class Shell(QObject):
             return
         self.tasks.run(self._survey, self._surveyed, what="Look for machines and engines")
 
-    def _survey(self) -> tuple[list[Any], str | None]:
+    def _survey(self) -> tuple[list[Any], str | None, bool]:
         # A running machine whose host agent died (or was killed) gets it back: its ports and
         # shares work again without the window open.
         with contextlib.suppress(ToolboxError, OSError):
             self.machines.revive_agents()
         statuses = self.machines.statuses()
         local = local_engine_answers() if sys.platform.startswith("linux") else None
-        return statuses, local
+        hypervisor = True
+        if not statuses:  # the first run needs one: say what to install when there is none
+            from ui.machines.no_hypervisor import any_usable, service_probe
 
-    def _surveyed(self, found: tuple[list[Any], str | None]) -> None:
+            hypervisor = any_usable(service_probe(self.machines)())
+        return statuses, local, hypervisor
+
+    def _surveyed(self, found: tuple[list[Any], str | None, bool]) -> None:
         from toolbox.machine.model import MachineState
 
-        statuses, self.local_engine = found
+        statuses, self.local_engine, hypervisor = found
         names = [s.name for s in statuses]
         remembered = settings.remembered_engine()
         if remembered.startswith("machine:") and remembered[8:] in names:
@@ -168,7 +173,7 @@ class Shell(QObject):
         elif names:
             target = names[0]
         else:
-            self.show_first_run()
+            self.show_first_run(hypervisor)
             return
         status = next(s for s in statuses if s.name == target)
         if status.state is MachineState.RUNNING:
@@ -178,10 +183,14 @@ class Shell(QObject):
         else:
             self._show_machine_placeholder(target, status.state.value, status.detail)
 
-    def show_first_run(self) -> None:
-        """No machine yet: the Machines page with its guided create."""
+    def show_first_run(self, hypervisor: bool = True) -> None:
+        """No machine yet: the Machines page with its guided create, or with what to install
+        when no hypervisor is usable (``hypervisor`` False)."""
         detail = "Create your Docker machine on the Machines page: it takes a few minutes."
         placeholder = ("No Docker machine yet", detail, "Create a machine…", "machines")
+        if not hypervisor:
+            detail = "Install QEMU or VirtualBox: the Machines page says how, for this computer."
+            placeholder = ("No hypervisor installed", detail, "What to install…", "machines")
         if self.local_engine:  # Linux with a working local engine: offer it as well
             detail += f" A local Docker engine answers at {self.local_engine}: use it meanwhile?"
             placeholder = ("No Docker machine yet", detail, "Use the local engine", "local")
@@ -352,7 +361,10 @@ class Shell(QObject):
         self._set_session(session)
         self.window.set_session(session)
         session.start()
-        if self.window.sidebar.currentRow() < 0 or self.window.page_key() == "machines":
+        restored, self.window.restored_page = self.window.restored_page, ""
+        if self.window.sidebar.currentRow() < 0 or (
+            self.window.page_key() == "machines" and restored != "machines"
+        ):
             self.window.select_page("containers")
 
     def _set_session(self, session: EngineSession | None) -> None:

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from toolbox.agent.state import AgentStatus
     from toolbox.drivers.base import Driver, Forward, VMSpec, VMState
     from toolbox.guest.images import CachedImage, ImageStore
+    from toolbox.machine.usage import MachineUsage
 
 # Bounds for the waits (figures measured under TCG on the CI machines, with a wide margin).
 BOOT_TIMEOUT = 600.0  # boot to the SSH banner: 70-90 s measured with cloud-init under TCG
@@ -987,6 +988,14 @@ class MachineService:
                     )
                 )
         return out
+
+    def usage(self, status: MachineStatus) -> MachineUsage:
+        """What the machine of ``status`` takes on the host: its disk files' allocated bytes,
+        and when its VM process started (running QEMU machines). Local reads only."""
+        from toolbox.machine.usage import machine_usage
+
+        running = status.state is MachineState.RUNNING
+        return machine_usage(self.store.dir_for(status.name), status.driver, running)
 
     def ip(self, name: str) -> str:
         """The address ``docker`` uses: 127.0.0.1, since the engine is reached through a

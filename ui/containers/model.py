@@ -91,6 +91,7 @@ class ContainersModel(RecordTableModel[Container]):
     CPU % and memory of running containers from ``stats`` (blank for the others)."""
 
     TIME_COLUMNS = (STATUS, CREATED)
+    stale_column = STATUS  # "Last seen 12:03:04" instead of "Up 5 minutes" while stale
 
     def __init__(self, parent: QObject | None = None, stats: StatsBook | None = None):
         self.now = now_utc()

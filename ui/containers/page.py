@@ -196,6 +196,7 @@ class ContainersPage(Page):
         bottom.addWidget(self.count_label)
         table_layout.addLayout(bottom)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setObjectName("containersSplitter")  # its sizes are remembered
         self.splitter.addWidget(table_holder)
         self.splitter.addWidget(self.details)
         self.splitter.setSizes([420, 260])

@@ -12,6 +12,9 @@ guided first-run create.
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from PySide6.QtCore import Qt, QTimer
@@ -34,14 +37,78 @@ from toolbox.machine.service import (
     console_log_path,
     provision_log_path,
 )
+from toolbox.machine.usage import MachineUsage
 from ui.machines.create_panel import CreatePanel
 from ui.machines.model import NAME, MachinesModel
+from ui.machines.no_hypervisor import NoHypervisorPanel, service_probe
 from ui.models.table import RecordSortProxy
 from ui.pages import Page, PageContext
 from ui.tasks import show_error
 from ui.widgets.record_view import record_table_view
 
 REFRESH_MS = 1500
+#: After a failed engine version request (the engine is still coming up), wait this long.
+VERSION_RETRY_S = 30.0
+VERSION_TIMEOUT_S = 3.0
+
+
+def engine_version(service: MachineService, name: str) -> str:
+    """The Docker version of machine ``name``'s engine (one request; call off the GUI)."""
+    from toolbox.engine.resolve import engine_config_for_machine
+
+    client = engine_config_for_machine(service, name).connect(timeout=VERSION_TIMEOUT_S)
+    try:
+        return str(client.info().version)
+    finally:
+        client.close()
+
+
+@dataclass
+class Survey:
+    """One refresh, measured on the worker: the statuses, each machine's usage, and the
+    engine versions known per start (name -> (start marker, version)), with the times of
+    failed version requests (name -> monotonic)."""
+
+    statuses: list[MachineStatus]
+    usage: dict[str, MachineUsage] = field(default_factory=dict)
+    versions: dict[str, tuple[object, str]] = field(default_factory=dict)
+    failed: dict[str, float] = field(default_factory=dict)
+
+
+def survey(
+    service: MachineService,
+    versions: dict[str, tuple[object, str]],
+    failed: dict[str, float],
+    ask_version: Callable[[MachineService, str], str] = engine_version,
+    now: Callable[[], float] = time.monotonic,
+) -> Survey:
+    """Statuses, usage, and engine versions asked once per start of each running machine
+    (a start is marked by its VM process's start time); a failed request is retried after
+    ``VERSION_RETRY_S``. Runs on a worker: it reads files and may ask an engine."""
+    result = Survey(service.statuses())
+    for status in result.statuses:
+        try:
+            usage = service.usage(status)
+        except (ToolboxError, OSError):
+            continue
+        result.usage[status.name] = usage
+        if status.state is not MachineState.RUNNING:
+            continue  # a stopped machine forgets its version: the next start asks again
+        marker = usage.started_at
+        known = versions.get(status.name)
+        if known is not None and known[0] == marker:
+            result.versions[status.name] = known
+            continue
+        last = failed.get(status.name)
+        if last is not None and now() - last < VERSION_RETRY_S:
+            result.failed[status.name] = last
+            continue
+        try:
+            result.versions[status.name] = (marker, ask_version(service, status.name))
+        except (ToolboxError, OSError):
+            result.failed[status.name] = now()
+    return result
+
 
 #: key, label, shortcut, which states allow it
 ACTIONS: tuple[tuple[str, str, str, tuple[MachineState, ...]], ...] = (
@@ -106,9 +173,12 @@ class MachinesPage(Page):
         self.create_panel = CreatePanel(self.service, self.tasks, first_run=True)
         self.create_panel.created.connect(self._created)
         self.create_panel.cancelled.connect(self._create_closed)
+        self.no_hypervisor = NoHypervisorPanel(service_probe(self.service), self.tasks)
+        self.no_hypervisor.checked.connect(self._hypervisor_checked)
         self.stack = QStackedWidget()
         self.stack.addWidget(list_box)
         self.stack.addWidget(self.create_panel)
+        self.stack.addWidget(self.no_hypervisor)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
@@ -121,6 +191,10 @@ class MachinesPage(Page):
             shell.machines_changed.connect(self.refresh)
             shell.machine_busy.connect(lambda _n, _w: self.refresh())
         self._refreshing = False
+        self.versions: dict[str, tuple[object, str]] = {}
+        self._version_failed: dict[str, float] = {}
+        #: How the engine version is asked; None: ``engine_version``.
+        self.ask_version: Callable[[MachineService, str], str] | None = None
         self._update_actions()
         self.refresh()
 
@@ -130,19 +204,24 @@ class MachinesPage(Page):
         if self._refreshing:
             return
         self._refreshing = True
+        versions, failed = dict(self.versions), dict(self._version_failed)
+        ask = self.ask_version or engine_version
         self.tasks.run(
-            self.service.statuses,
+            lambda: survey(self.service, versions, failed, ask),
             self._refreshed,
             self._refresh_failed,
             owner=self,
             what="List machines",
         )
 
-    def _refreshed(self, statuses: list[MachineStatus]) -> None:
+    def _refreshed(self, found: Survey) -> None:
         self._refreshing = False
         first = not self.loaded
         self.loaded = True
+        statuses = found.statuses
+        self.versions, self._version_failed = found.versions, found.failed
         self.model.set_records(statuses)
+        self.model.set_extras(found.usage, {n: v for n, (_m, v) in found.versions.items()})
         if first and not statuses:
             self.show_create()
         elif first and statuses and self.view.selectionModel().selectedRows() == []:
@@ -318,8 +397,23 @@ class MachinesPage(Page):
     # -- create ---------------------------------------------------------------------------
 
     def show_create(self) -> None:
-        self.stack.setCurrentWidget(self.create_panel)
-        self.create_panel.name_edit.setFocus()
+        """The create form; instead, what to install, when no hypervisor is usable (the
+        check runs on a worker and switches the view when it answers)."""
+        if self.no_hypervisor.usable is False:
+            self.stack.setCurrentWidget(self.no_hypervisor)
+        else:
+            self.stack.setCurrentWidget(self.create_panel)
+            self.create_panel.name_edit.setFocus()
+        self.no_hypervisor.check()
+
+    def _hypervisor_checked(self, usable: bool) -> None:
+        current = self.stack.currentWidget()
+        if not usable and current is self.create_panel and self.create_panel.mode == "form":
+            self.stack.setCurrentWidget(self.no_hypervisor)
+        elif usable and current is self.no_hypervisor:
+            self.stack.setCurrentWidget(self.create_panel)
+            self.create_panel._probe()  # its hypervisor line and Create button follow
+            self.create_panel.name_edit.setFocus()
 
     def _created(self, name: str) -> None:
         self.stack.setCurrentIndex(0)

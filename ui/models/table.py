@@ -18,12 +18,15 @@ Usage::
 Roles: ``Qt.DisplayRole`` (text), ``SORT_ROLE`` (a Python value; the proxy compares these, so
 sizes past 2 GiB and datetimes sort right), ``Qt.ToolTipRole``, ``Qt.ForegroundRole``,
 ``RECORD_ROLE`` (the record) and ``KEY_ROLE`` (its key). Selection and scroll position survive
-every update because rows are never reset. Columns have fixed initial widths: never call
-``resizeColumnsToContents()`` on these views (about a second for 1,000 rows).
+every update because rows are never reset. ``set_stale(since)`` greys every row with "Last seen
+HH:MM:SS" (tooltip, and the ``stale_column``'s text) while the engine does not answer.
+Columns have fixed initial widths: never call ``resizeColumnsToContents()`` on these views
+(about a second for 1,000 rows).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -54,6 +57,8 @@ RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 
 _FLAGS = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
+#: Rows of an engine that stopped answering are drawn in this colour (see ``set_stale``).
+STALE_COLOR = QColor("#9e9e9e")
 _NO_INDEX = QModelIndex()
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -102,6 +107,13 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
         self._search: dict[str, str] = {}
         self._brushes: dict[str, QBrush] = {}
         self._align = [int(c.align) if c.align is not None else None for c in self.columns]
+        self._stale_since: dt.datetime | None = None
+        self._stale_text = ""
+        self._stale_brush = QBrush(STALE_COLOR)
+
+    #: A column whose text reads "last seen HH:MM:SS" while the rows are stale (the
+    #: containers' Status, so a frozen engine's rows no longer say "Up 5 minutes").
+    stale_column: int | None = None
 
     # -- Qt interface -------------------------------------------------------------------------
 
@@ -128,16 +140,23 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
             return None
         record = self._rows[row]
         if role == DISPLAY_ROLE:
+            if self._stale_since is not None and index.column() == self.stale_column:
+                return self._stale_text
             return self.columns[index.column()].text(record)
         if role == SORT_ROLE:
             return self.sort_value(row, index.column())
         if role == FOREGROUND_ROLE:
+            if self._stale_since is not None:
+                return self._stale_brush
             fg = self.columns[index.column()].foreground
             color = fg(record) if fg is not None else None
             return self._brush(color) if color is not None else None
         if role == TOOLTIP_ROLE:
             tip = self.columns[index.column()].tooltip
-            return tip(record) if tip is not None else None
+            text = tip(record) if tip is not None else None
+            if self._stale_since is not None:
+                return self._stale_text + (f"\n{text}" if text else "")
+            return text
         if role == ALIGN_ROLE:
             return self._align[index.column()]
         if role == RECORD_ROLE:
@@ -183,6 +202,25 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
             text = "\n".join(c.text(record) for c in self.columns if c.searchable).casefold()
             self._search[key] = text
         return text
+
+    @property
+    def stale_since(self) -> dt.datetime | None:
+        """When the engine last answered, while its rows are marked stale; else None."""
+        return self._stale_since
+
+    def set_stale(self, since: dt.datetime | None) -> None:
+        """Mark every row stale (greyed, "Last seen HH:MM:SS" in the tooltip) because the
+        engine stopped answering at ``since`` (local time shown); None marks them current."""
+        if since == self._stale_since:
+            return
+        self._stale_since = since
+        self._stale_text = (
+            f"Last seen {since.astimezone().strftime('%H:%M:%S')}" if since is not None else ""
+        )
+        if self._rows:
+            roles = [FOREGROUND_ROLE, TOOLTIP_ROLE, DISPLAY_ROLE]
+            last = self.index(len(self._rows) - 1, len(self.columns) - 1)
+            self.dataChanged.emit(self.index(0, 0), last, roles)
 
     # -- incremental updates ------------------------------------------------------------------
 
