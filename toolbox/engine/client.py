@@ -663,10 +663,17 @@ class EngineClient:
         response, tty = self._log_response(id, False, tail, timestamps, since)
         return list(LogStream(response, tty, timestamps, self.config))
 
-    def follow_logs(self, id: str, tail: int | None = 1000, timestamps: bool = False) -> LogStream:
-        """The last ``tail`` lines, then new ones as they come; iterate it on a worker thread
-        and ``close()`` it from anywhere."""
-        response, tty = self._log_response(id, True, tail, timestamps)
+    def follow_logs(
+        self,
+        id: str,
+        tail: int | None = 1000,
+        timestamps: bool = False,
+        since: dt.datetime | float | None = None,
+    ) -> LogStream:
+        """The last ``tail`` lines (None: all; only those written from ``since`` when given),
+        then new ones as they come; iterate it on a worker thread and ``close()`` it from
+        anywhere."""
+        response, tty = self._log_response(id, True, tail, timestamps, since)
         return LogStream(response, tty, timestamps, self.config)
 
     # ---------------------------------------------------------------- exec
