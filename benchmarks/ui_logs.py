@@ -141,6 +141,12 @@ class Probe:
         return self.cpu[self.gaps.index(max(self.gaps))] * 1000
 
     @property
+    def busiest_ms(self) -> float:
+        """The most CPU the GUI thread spent between two ticks: the view's own longest piece
+        of work, whatever the machine's load did to the gaps."""
+        return max(self.cpu, default=0.0) * 1000
+
+    @property
     def p99_ms(self) -> float:
         return common.percentile(self.gaps, 99) * 1000
 
@@ -233,7 +239,11 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             kept = view.line_count()
             # "ready", the flood and the last line: every one of them is kept.
             all_kept = all_kept and kept >= lines + 2
-            flood_cpu, flood_p99 = probe.longest_cpu_ms, probe.p99_ms
+            flood_cpu, flood_p99, flood_busiest = (
+                probe.longest_cpu_ms,
+                probe.p99_ms,
+                probe.busiest_ms,
+            )
 
             # Search the kept lines with the same probe running.
             probe.start()
@@ -251,11 +261,13 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
                 f"  run {run}: {lines:,} lines, last one shown after {elapsed:.1f} s in "
                 f"{view.appends - appends_before} turns, {kept:,} lines kept; "
                 f"longest stall {flood[-1]:.1f} ms (GUI thread busy "
-                f"{flood_cpu:.1f} ms of it), p99 gap {flood_p99:.1f} ms; "
+                f"{flood_cpu:.1f} ms of it), p99 gap {flood_p99:.1f} ms, "
+                f"GUI thread's longest busy stretch {flood_busiest:.1f} ms; "
                 f"idle probe before it: longest {idle[-1]:.1f} ms; "
                 f"a bystander process's probe during it: longest {noise[-1]:.1f} ms; "
                 f"search for {SEARCH!r}: {matches:,} matches in {searched * 1000:.0f} ms, "
-                f"longest stall {search_stall[-1]:.1f} ms"
+                f"longest stall {search_stall[-1]:.1f} ms "
+                f"(longest busy stretch {probe.busiest_ms:.1f} ms)"
             )
             page.details.setCurrentIndex(SUMMARY)  # stops following
         if naive:

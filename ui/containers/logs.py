@@ -468,7 +468,8 @@ class LogView(QWidget):
     def restart(self) -> None:
         """Drop what is shown and stream again (another container, ``since`` or a restart)."""
         self.stop()
-        self.buffer.clear()
+        # A buffer per stream: a closed stream's reader may still push its last read.
+        self.buffer = LineBuffer()
         self.store.clear()
         self._match_line = None
         if self.store.search is not None:
