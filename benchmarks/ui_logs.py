@@ -203,7 +203,7 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             page.select_ids([cid])
             page.details.setCurrentIndex(LOGS)
             common.qt_wait(
-                lambda: any(line.text == "ready" for line in view.store.lines),
+                lambda: "ready" in view.store.texts,
                 30,
                 "the view following",
             )
@@ -223,8 +223,8 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             )
 
             def last_line_shown() -> bool:
-                kept = view.store.lines
-                return bool(kept) and kept[-1].text == LAST and view.lines_view.at_end()
+                kept = view.store.texts
+                return bool(kept) and kept[-1] == LAST and view.lines_view.at_end()
 
             bystander = Bystander()
             probe.start()

@@ -18,6 +18,7 @@ from PySide6.QtGui import QGuiApplication
 
 from tests.ui.conftest import unique
 from toolbox.engine.records import LogLine
+from toolbox.engine.streams import LogDecoder
 from toolbox.errors import ToolboxError
 from ui.containers import logs
 from ui.containers.logs import (
@@ -28,6 +29,7 @@ from ui.containers.logs import (
     LogView,
     SearchQuery,
     Since,
+    _Follow,
     stamp_text,
 )
 
@@ -63,8 +65,22 @@ def offline_view(qtbot, tasks) -> LogView:
     return widget
 
 
+def push(view: LogView, texts) -> None:
+    """Hand ``texts`` to the view as a TTY stream read with timestamps would (the bytes, in
+    reads of up to 64 KiB), as the reader thread does."""
+    if view._feed is None:
+        view._feed = _Follow(view.buffer, SINCE_CHOICES[0])
+        view._feed.decoder = LogDecoder(tty=True, timestamps=True)
+    data = b"".join(
+        f"{line.timestamp:%Y-%m-%dT%H:%M:%S.%f}123Z {line.text}\n".encode()
+        for line in lines_of(texts)
+    )
+    for start in range(0, len(data), 65536):
+        view.buffer.push(data[start : start + 65536])
+
+
 def feed(view: LogView, texts) -> None:
-    view.buffer.push_many(lines_of(texts))
+    push(view, texts)
     while len(view.buffer):
         view._drain_buffer()
 
@@ -81,36 +97,61 @@ def search_for(qtbot, view: LogView, text: str, regex=False, case=False) -> int:
 # -- without an engine -----------------------------------------------------------------------
 
 
-def test_the_buffer_hands_over_every_line_in_order() -> None:
+def test_the_buffer_hands_over_every_byte_in_order() -> None:
     buffer = LineBuffer()
-    buffer.push_many(lines_of(["a", "b", "c"]))
-    buffer.push(lines_of(["d"])[0])
-    assert [line.text for line in buffer.drain(2)] == ["a", "b"]
-    assert [line.text for line in buffer.drain(10)] == ["c", "d"]
-    assert buffer.drain(10) == [] and len(buffer) == 0
+    buffer.push(b"abc")
+    buffer.push(b"")
+    buffer.push(b"defgh")
+    assert len(buffer) == 8
+    assert buffer.take(2) == b"ab"  # a read split to what the turn can decode
+    assert buffer.take(10) == b"c" and len(buffer) == 5
+    assert buffer.take(10) == b"defgh"
+    assert buffer.take(10) == b"" and len(buffer) == 0
 
 
 def test_every_line_of_a_flood_is_kept_and_the_view_follows(offline_view) -> None:
     view = offline_view
     total = 120_000
-    view.buffer.push_many(lines_of(f"line {i}" for i in range(total)))
-    view._drain_buffer()  # the first turn takes up to DRAIN_LINES; more wait
+    push(view, (f"line {i}" for i in range(total)))
+    view._drain_buffer()  # one turn decodes for its time budget; the rest waits
+    assert 0 < view.line_count() < total
     assert view._drain.isActive() and view._drain.interval() == BUSY_DRAIN_MS
     while len(view.buffer):
         view._drain_buffer()
     assert view.line_count() == total
     assert view.line_text(0) == "line 0" and view.line_text(total - 1) == f"line {total - 1}"
+    assert view.store.stamps[1] == lines_of(["a", "b"])[1].timestamp
     assert view.lines_view.at_end() and view.lines_view.top_line() > total - 100
-    assert view.appends <= total // logs.DRAIN_LINES + 1  # a turn per DRAIN_LINES, not per line
+    assert view.appends < total // 100  # a turn per many lines, not per line
     assert not view._drain.isActive()  # nothing streams and nothing waits: the timer stops
+
+
+def test_a_last_line_without_a_newline_shows_when_the_stream_ends(offline_view) -> None:
+    view = offline_view
+    push(view, ["whole"])
+    view._follow = view._feed  # as while the stream is open
+    view.buffer.push(b"2026-01-02T03:04:05.5Z no newline")
+    view._drain_buffer()
+    assert view.shown_lines() == ["whole"]  # it may go on
+    view._follow = None  # the stream ended
+    view._drain_buffer()
+    assert view.shown_lines() == ["whole", "no newline"]
+    assert view._feed is not None and view._feed.finished
+    assert not view._drain.isActive()
 
 
 def test_a_quiet_stream_drains_at_the_quiet_pace(offline_view) -> None:
     view = offline_view
-    view._follow = object()  # type: ignore[assignment]  # as while a stream is open
-    view.buffer.push(lines_of(["hello"])[0])
+    push(view, ["hello", "there"])
+    view._follow = view._feed  # as while the stream is open
     view._drain_buffer()
-    assert view.shown_lines() == ["hello"]
+    assert view.shown_lines() == ["hello", "there"]
+    view.buffer.push(b"2026-01-02T03:04:05.5Z hel")  # half a line: it waits for the rest
+    view._drain_buffer()
+    assert view.line_count() == 2
+    view.buffer.push(b"lo\n")
+    view._drain_buffer()
+    assert view.shown_lines() == ["hello", "there", "hello"]
     assert view._drain.isActive() and view._drain.interval() == DRAIN_MS
     view._follow = None
 
@@ -301,7 +342,7 @@ def live_view(qtbot, session):
 
 
 def wait_for_line(qtbot, view: LogView, text: str, timeout: int = 15_000) -> None:
-    qtbot.waitUntil(lambda: any(line.text == text for line in view.store.lines), timeout=timeout)
+    qtbot.waitUntil(lambda: text in view.store.texts, timeout=timeout)
 
 
 GREEK = (
@@ -364,7 +405,7 @@ def test_timestamps_toggle_shows_the_engines_times_without_reading_again(
     first = view.line_text(0)
     assert STAMP.match(first) and first.endswith("  alpha one")
     assert view.line_count() == count and view.streaming  # the same lines, still following
-    stamp = view.store.lines[0].timestamp
+    stamp = view.store.stamps[0]
     assert stamp is not None and before <= stamp <= dt.datetime.now(dt.UTC)
     # Search highlights move past the timestamp.
     assert search_for(qtbot, view, "one") == 1

@@ -6,11 +6,14 @@ Usage::
     view.show_container(container_id)   # streams the last TAIL lines (or since), then follows
     view.stop()                         # closes the stream (on hide, on another selection)
 
-The stream is read on a worker thread into a ``LineBuffer``; a GUI timer moves what waits into
-the kept lines (``LogLines``, a plain list: appending costs a list ``extend``) at most every
-``BUSY_DRAIN_MS`` during a flood, and a ``LineView`` paints only the lines in sight, so the GUI
-thread's work per turn does not grow with the lines kept. Every line is kept (up to
-``MAX_LINES``; past it the oldest ``TRIM_LINES`` go at once).
+The worker thread that reads the stream only passes its bytes on (a ``LineBuffer``): it holds
+the GIL for a moment per read, so the GUI thread never waits for a reader that the machine's
+scheduler put aside in the middle of decoding. A GUI timer decodes what waits for at most
+``DRAIN_BUDGET_S`` per turn (every ``BUSY_DRAIN_MS`` during a flood) into the kept lines
+(``LogLines``: a list of texts and one of times, which appending ``extend``s and the garbage
+collector never walks into, unlike 200,000 line objects), and a ``LineView`` paints only
+the lines in sight, so the GUI thread's work per turn does not grow with the lines kept. Every
+line is kept (up to ``MAX_LINES``; past it the oldest ``TRIM_LINES`` go at once).
 
 The engine is always asked for timestamps, so the Timestamps box only changes how lines are
 shown. Search runs over the kept lines (the message, not the timestamp) in slices of at most
@@ -21,12 +24,13 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import gc
 import os
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from toolbox.engine.records import LogLine
+from toolbox.engine.streams import LogDecoder
 from toolbox.errors import ToolboxError
 from ui.widgets.line_view import LineView
 
@@ -56,9 +61,10 @@ if TYPE_CHECKING:
 TAIL = 1000
 MAX_LINES = 1_000_000  # lines kept; past it the oldest TRIM_LINES are dropped at once
 TRIM_LINES = 100_000
-DRAIN_LINES = 50_000  # lines moved from the buffer per turn (a list extend: well under 1 ms)
+DRAIN_BUDGET_S = 0.008  # GUI time per turn for decoding what the stream brought
+DECODE_BYTES = 16_384  # bytes decoded between two looks at the clock (about 1 ms)
 DRAIN_MS = 100  # drain interval while the stream is quiet
-BUSY_DRAIN_MS = 30  # ... and while lines are waiting
+BUSY_DRAIN_MS = 20  # ... and while bytes are waiting
 SEARCH_BUDGET_S = 0.006  # GUI time per search slice
 SEARCH_SLICE = 500  # lines between two looks at the clock
 SEARCH_DELAY_MS = 150  # typing pause before a search starts
@@ -90,37 +96,41 @@ SINCE_CHOICES = (
 
 
 class LineBuffer:
-    """Lines handed from the reader thread to the GUI thread, oldest first."""
+    """A log stream's bytes handed from the reader thread to the GUI thread, oldest first;
+    ``len()`` is the bytes waiting."""
 
     def __init__(self) -> None:
-        self._lines: deque[LogLine] = deque()
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
         self._lock = threading.Lock()
 
-    def push(self, line: LogLine) -> None:
+    def push(self, data: bytes) -> None:
+        if not data:
+            return
         with self._lock:
-            self._lines.append(line)
+            self._chunks.append(data)
+            self._size += len(data)
 
-    def push_many(self, lines: Iterable[LogLine]) -> None:
+    def take(self, limit: int) -> bytes:
+        """Up to ``limit`` of the oldest bytes (b"" when none wait)."""
         with self._lock:
-            self._lines.extend(lines)
-
-    def drain(self, limit: int) -> list[LogLine]:
-        """Up to ``limit`` oldest lines."""
-        with self._lock:
-            if len(self._lines) <= limit:
-                out = list(self._lines)
-                self._lines.clear()
-            else:
-                out = [self._lines.popleft() for _ in range(limit)]
-        return out
+            if not self._chunks:
+                return b""
+            data = self._chunks.popleft()
+            if len(data) > limit:
+                data, rest = data[:limit], data[limit:]
+                self._chunks.appendleft(rest)
+            self._size -= len(data)
+            return data
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._lines)
+            return self._size
 
     def clear(self) -> None:
         with self._lock:
-            self._lines.clear()
+            self._chunks.clear()
+            self._size = 0
 
 
 def stamp_text(stamp: dt.datetime) -> str:
@@ -129,19 +139,23 @@ def stamp_text(stamp: dt.datetime) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d}"
 
 
-def format_line(line: LogLine, timestamps: bool) -> str:
-    if timestamps and line.timestamp is not None:
-        return f"{stamp_text(line.timestamp)}  {line.text}"
-    return line.text
+def format_line(text: str, stamp: dt.datetime | None, timestamps: bool) -> str:
+    """A line as shown."""
+    if timestamps and stamp is not None:
+        return f"{stamp_text(stamp)}  {text}"
+    return text
 
 
-def format_lines(lines: Sequence[LogLine], timestamps: bool) -> str:
+def format_lines(
+    texts: Sequence[str], stamps: Sequence[dt.datetime | None], timestamps: bool
+) -> str:
     """Lines as shown, one per line, with a final newline."""
-    if not lines:
+    if not texts:
         return ""
     if timestamps:
-        return "\n".join([format_line(line, True) for line in lines]) + "\n"
-    return "\n".join([line.text for line in lines]) + "\n"
+        shown = [format_line(text, stamp, True) for text, stamp in zip(texts, stamps, strict=True)]
+        return "\n".join(shown) + "\n"
+    return "\n".join(texts) + "\n"
 
 
 @dataclass(frozen=True)
@@ -173,15 +187,15 @@ class LogSearch:
     def __len__(self) -> int:
         return len(self.lines)
 
-    def advance(self, lines: Sequence[LogLine], deadline: float) -> bool:
+    def advance(self, texts: Sequence[str], deadline: float) -> bool:
         """Search on until ``deadline`` (perf_counter); True once every line is done."""
         search, finditer = self.pattern.search, self.pattern.finditer
         found_lines, starts, ends = self.lines, self.starts, self.ends
-        index, count = self.searched, len(lines)
+        index, count = self.searched, len(texts)
         while index < count:
             stop = min(count, index + SEARCH_SLICE)
             for number in range(index, stop):
-                text = lines[number].text
+                text = texts[number]
                 if search(text) is None:
                     continue
                 for match in finditer(text):
@@ -229,35 +243,40 @@ class LogLines:
     """The kept lines and how they are shown (the ``LineSource`` of the view)."""
 
     def __init__(self) -> None:
-        self.lines: list[LogLine] = []
+        self.texts: list[str] = []
+        self.stamps: list[dt.datetime | None] = []  # the engine's time of each line
         self.timestamps = False
         self.search: LogSearch | None = None
         self._widest = 0
 
     def extend(self, batch: Sequence[LogLine]) -> None:
-        self.lines.extend(batch)
-        self._widest = max(self._widest, max(len(line.text) for line in batch))
+        texts = [line.text for line in batch]
+        self.texts.extend(texts)
+        self.stamps.extend([line.timestamp for line in batch])
+        self._widest = max(self._widest, max(map(len, texts)))
 
     def trim(self) -> int:
         """Drop the oldest lines when past ``MAX_LINES``; how many were dropped."""
-        if len(self.lines) <= MAX_LINES:
+        if len(self.texts) <= MAX_LINES:
             return 0
-        count = len(self.lines) - MAX_LINES + TRIM_LINES
-        del self.lines[:count]
+        count = len(self.texts) - MAX_LINES + TRIM_LINES
+        del self.texts[:count]
+        del self.stamps[:count]
         if self.search is not None:
             self.search.drop_lines(count)
         return count
 
     def clear(self) -> None:
-        self.lines.clear()
+        self.texts.clear()
+        self.stamps.clear()
         self._widest = 0
 
     # LineSource
     def line_count(self) -> int:
-        return len(self.lines)
+        return len(self.texts)
 
     def line_text(self, index: int) -> str:
-        return format_line(self.lines[index], self.timestamps)
+        return format_line(self.texts[index], self.stamps[index], self.timestamps)
 
     def line_spans(self, index: int) -> Sequence[tuple[int, int, bool]]:
         search = self.search
@@ -266,7 +285,7 @@ class LogLines:
         found = search.spans(index)
         if not found:
             return ()
-        shift = STAMP_WIDTH if self.timestamps and self.lines[index].timestamp else 0
+        shift = STAMP_WIDTH if self.timestamps and self.stamps[index] else 0
         return [
             (search.starts[k] + shift, search.ends[k] + shift, k == search.current) for k in found
         ]
@@ -276,32 +295,36 @@ class LogLines:
 
 
 class _Follow:
-    """One running stream: the reader loop and a way to close it from the GUI thread."""
+    """One stream: the reader loop, a way to close it from the GUI thread, and what the GUI
+    thread decodes its bytes with (``decoder``, set once the stream is open)."""
 
     def __init__(self, buffer: LineBuffer, since: Since):
         self.buffer = buffer
         self.since = since
+        self.decoder: LogDecoder | None = None
+        self.finished = False  # the GUI decoded the end (a last line without a newline)
         self.cancel = threading.Event()
         self._stream: Any = None
         self._lock = threading.Lock()
 
     def run(self, client: Any, container_id: str) -> int:
-        """Worker thread: read until the stream ends or ``close`` is called; returns lines read."""
+        """Worker thread: read until the stream ends or ``close`` is called; returns the
+        bytes read."""
         stream = client.follow_logs(
             container_id, tail=self.since.tail, timestamps=True, since=self.since.start()
         )
+        self.decoder = stream.decoder()
         with self._lock:
             self._stream = stream
             if self.cancel.is_set():
                 stream.close()
         total = 0
-        push_many = self.buffer.push_many
+        push = self.buffer.push
         try:
-            # A batch is everything one read of the stream brought, so nothing is held back
-            # when the stream goes quiet, and a flood costs one push per read, not per line.
-            for batch in stream.batches():
-                push_many(batch)
-                total += len(batch)
+            # One push per read of the stream (all that had arrived), never per line.
+            for chunk in stream.raw():
+                push(chunk)
+                total += len(chunk)
                 if self.cancel.is_set():
                     break
         finally:
@@ -339,7 +362,8 @@ class LogView(QWidget):
         self.store = LogLines()
         self.appends = 0  # drain turns that added lines
         self.last_error: ToolboxError | None = None  # of the last save
-        self._follow: _Follow | None = None
+        self._follow: _Follow | None = None  # the stream being read
+        self._feed: _Follow | None = None  # the stream whose lines are shown (read or ended)
         self._query: SearchQuery | None = None
         self._match_line: int | None = None  # the line the last next/previous selected
 
@@ -470,6 +494,7 @@ class LogView(QWidget):
         self.stop()
         # A buffer per stream: a closed stream's reader may still push its last read.
         self.buffer = LineBuffer()
+        self._feed = None
         self.store.clear()
         self._match_line = None
         if self.store.search is not None:
@@ -481,7 +506,7 @@ class LogView(QWidget):
         if self.container_id is None:
             return
         follow = _Follow(self.buffer, self.since)
-        self._follow = follow
+        self._follow = self._feed = follow
         container_id = self.container_id
         self.session.call(
             lambda client: follow.run(client, container_id),
@@ -508,11 +533,24 @@ class LogView(QWidget):
         self.stream_ended.emit()
 
     def _drain_buffer(self) -> None:
-        """Keep the lines that wait (a list extend) and repaint; come back soon while lines
-        are left, at the quiet pace otherwise."""
-        batch = self.buffer.drain(DRAIN_LINES)
-        if batch:
-            self.store.extend(batch)
+        """Decode what the stream brought until the turn's budget is spent, keep the lines
+        (a list extend) and repaint; come back soon while bytes are left, at the quiet pace
+        otherwise."""
+        feed = self._feed
+        added = 0
+        if feed is not None and feed.decoder is not None:
+            # Every line object made here is gone by the end of the loop (the store keeps
+            # only texts and times), so the cyclic collector has nothing to find in them;
+            # left on, their churn set off full collections of the whole heap on this thread
+            # (30-50 ms each, the longest stalls a flood caused).
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                added = self._decode(feed)
+            finally:
+                if collecting:
+                    gc.enable()
+        if added:
             self.appends += 1
             dropped = self.store.trim()
             if dropped:
@@ -526,11 +564,34 @@ class LogView(QWidget):
                 self.lines_view.scroll_to_end()
             if self.store.search is not None and not self._search_more.isActive():
                 self._search_step()
-        waiting = len(self.buffer)
+        waiting = len(feed.buffer) if feed is not None else 0
         if self._follow is None and not waiting:
             self._drain.stop()
         else:
             self._drain.start(BUSY_DRAIN_MS if waiting else DRAIN_MS)
+
+    def _decode(self, feed: _Follow) -> int:
+        """Decode waiting bytes into the store until the turn's budget is spent; the lines
+        added."""
+        assert feed.decoder is not None
+        decode, extend, take = feed.decoder.feed, self.store.extend, feed.buffer.take
+        added = 0
+        deadline = time.perf_counter() + DRAIN_BUDGET_S
+        while time.perf_counter() < deadline:
+            chunk = take(DECODE_BYTES)
+            if not chunk:
+                break
+            lines = decode(chunk)
+            if lines:
+                extend(lines)
+                added += len(lines)
+        if feed is not self._follow and not len(feed.buffer) and not feed.finished:
+            feed.finished = True  # the stream is over: a last line without a newline
+            lines = feed.decoder.finish()
+            if lines:
+                extend(lines)
+                added += len(lines)
+        return added
 
     # -- display options ----------------------------------------------------------------------
 
@@ -612,7 +673,7 @@ class LogView(QWidget):
         search = self.store.search
         if search is None:
             return
-        done = search.advance(self.store.lines, time.perf_counter() + SEARCH_BUDGET_S)
+        done = search.advance(self.store.texts, time.perf_counter() + SEARCH_BUDGET_S)
         self._show_matches()
         self.lines_view.viewport().update()
         if done:
@@ -648,7 +709,7 @@ class LogView(QWidget):
         if search is None:
             return False
         if not search.lines and self.searching:  # nothing yet: finish the search first
-            search.advance(self.store.lines, time.perf_counter() + 0.25)
+            search.advance(self.store.texts, time.perf_counter() + 0.25)
         selected = self.lines_view.selection()
         origin = selected[0] if selected else self.lines_view.top_line()
         on_match = (
@@ -688,24 +749,25 @@ class LogView(QWidget):
 
     # -- copy and save ------------------------------------------------------------------------
 
-    def selected_lines(self) -> list[LogLine]:
-        """The selected lines, or all kept lines when none is selected."""
+    def selected_range(self) -> tuple[int, int]:
+        """The selected lines (first, last + 1), or all kept lines when none is selected."""
         selected = self.lines_view.selection()
         if selected is None:
-            return list(self.store.lines)
-        return self.store.lines[selected[0] : selected[1] + 1]
+            return 0, self.line_count()
+        return selected[0], selected[1] + 1
 
     def copy(self) -> None:
         """The selected lines (all when none is), as shown, to the clipboard; a large
         selection is joined on a worker thread."""
-        lines = self.selected_lines()
-        stamps = self.store.timestamps
-        if len(lines) <= COPY_SYNC_LINES:
-            self._to_clipboard(format_lines(lines, stamps), len(lines))
+        first, stop = self.selected_range()
+        texts, stamps = self.store.texts[first:stop], self.store.stamps[first:stop]
+        shown = self.store.timestamps
+        if len(texts) <= COPY_SYNC_LINES:
+            self._to_clipboard(format_lines(texts, stamps, shown), len(texts))
             return
         self.session.tasks.run(
-            lambda: format_lines(lines, stamps),
-            lambda text: self._to_clipboard(text, len(lines)),
+            lambda: format_lines(texts, stamps, shown),
+            lambda text: self._to_clipboard(text, len(texts)),
             owner=self,
             what="Copy logs",
         )
@@ -726,12 +788,12 @@ class LogView(QWidget):
     def save_to(self, path: Path) -> None:
         """Write every kept line, as shown (with timestamps when they are), to ``path`` on a
         worker thread; ``saved`` follows, or the status line says why it could not."""
-        lines = list(self.store.lines)
-        stamps = self.store.timestamps
+        texts, stamps = list(self.store.texts), list(self.store.stamps)
+        shown = self.store.timestamps
         self.last_error = None
         self.session.tasks.run(
-            lambda: write_lines(path, lines, stamps),
-            lambda _n: self._saved(path, len(lines)),
+            lambda: write_lines(path, texts, stamps, shown),
+            lambda _n: self._saved(path, len(texts)),
             self._save_failed,
             owner=self,
             what="Save logs",
@@ -746,10 +808,12 @@ class LogView(QWidget):
         self.show_status(f"{error.message}. {error.hint or ''}".strip())
 
 
-def write_lines(path: Path, lines: Sequence[LogLine], timestamps: bool) -> int:
+def write_lines(
+    path: Path, texts: Sequence[str], stamps: Sequence[dt.datetime | None], timestamps: bool
+) -> int:
     """Write ``lines`` as shown to ``path`` through a temporary file beside it (a failed write
     leaves an existing file as it was); the byte count."""
-    data = format_lines(lines, timestamps).encode("utf-8")
+    data = format_lines(texts, stamps, timestamps).encode("utf-8")
     part = path.with_name(f".{path.name}.part")
     try:
         with open(part, "wb") as out:

@@ -22,7 +22,7 @@ Signals:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
@@ -35,8 +35,8 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QResizeEvent,
-    QTextCharFormat,
     QTextLayout,
+    QTextLine,
     QTextOption,
 )
 from PySide6.QtWidgets import QAbstractScrollArea, QAbstractSlider, QWidget
@@ -45,6 +45,10 @@ MARGIN = 4  # pixels left of the text
 PAINT_CHARS = 10_000  # a longer line is shown cut (copy and save keep all of it)
 WRAP_CACHE = 4096  # wrapped line heights remembered (cleared past this)
 MATCH_COLOR = QColor(255, 230, 120)
+TEXT_FLAGS = int(
+    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextExpandTabs
+)
+WRAP_FLAGS = TEXT_FLAGS | int(Qt.TextFlag.TextWrapAnywhere)
 CURRENT_MATCH_COLOR = QColor(255, 150, 50)
 
 
@@ -231,11 +235,23 @@ class LineView(QAbstractScrollArea):
 
     def _update_metrics(self) -> None:
         metrics = self.fontMetrics()
-        self._line_height = max(1, metrics.lineSpacing())
+        big = QRect(0, 0, 1 << 20, 1 << 20)
+        one = metrics.boundingRect(big, TEXT_FLAGS, "Ag").height()
+        # The pitch a multi-line drawText uses (the paint draws runs of lines in one call).
+        self._line_height = max(1, metrics.boundingRect(big, TEXT_FLAGS, "Ag\nAg").height() - one)
         self._char_width = max(1, metrics.horizontalAdvance("M"))
 
     def _text_width(self) -> int:
         return max(10, self.viewport().width() - 2 * MARGIN)
+
+    def _shown(self, index: int) -> str:
+        """Line ``index`` as painted: cut when very long, no characters that break lines."""
+        text = self.source.line_text(index)
+        if len(text) > PAINT_CHARS:
+            text = text[:PAINT_CHARS] + " …"
+        if "\u2028" in text or "\u2029" in text or "\n" in text:
+            text = text.replace("\u2028", " ").replace("\u2029", " ").replace("\n", " ")
+        return text
 
     def rows_of(self, index: int) -> int:
         """Text lines that line ``index`` takes (1 unless wrapping)."""
@@ -243,11 +259,13 @@ class LineView(QAbstractScrollArea):
             return 1
         rows = self._heights.get(index)
         if rows is None:
-            rows = self._layout(index)[0].lineCount()
+            box = QRect(0, 0, self._text_width(), 1 << 24)
+            height = self.fontMetrics().boundingRect(box, WRAP_FLAGS, self._shown(index)).height()
+            rows = max(1, round(height / self._line_height))
             if len(self._heights) >= WRAP_CACHE:
                 self._heights.clear()
             self._heights[index] = rows
-        return max(1, rows)
+        return rows
 
     def _lines_from(self, top: int) -> int:
         """How many lines from ``top`` are (at least partly) in sight."""
@@ -291,17 +309,14 @@ class LineView(QAbstractScrollArea):
             hbar.setRange(0, max(0, wide - self.viewport().width()))
             hbar.setPageStep(self.viewport().width())
 
-    def _layout(self, index: int) -> tuple[QTextLayout, str]:
-        text = self.source.line_text(index)
-        if len(text) > PAINT_CHARS:
-            text = text[:PAINT_CHARS] + " …"
+    def _layout(self, text: str) -> QTextLayout:
+        """``text`` laid out as painted (for where its matches are)."""
         layout = QTextLayout(text, self.font())
         option = QTextOption()
         option.setWrapMode(
-            QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere
-            if self._wrap
-            else QTextOption.WrapMode.NoWrap
+            QTextOption.WrapMode.WrapAnywhere if self._wrap else QTextOption.WrapMode.NoWrap
         )
+        option.setTabStopDistance(8 * self._char_width)
         layout.setTextOption(option)
         width = self._text_width()
         layout.beginLayout()
@@ -314,53 +329,94 @@ class LineView(QAbstractScrollArea):
             line.setPosition(QPointF(0, y))
             y += self._line_height
         layout.endLayout()
-        return layout, text
+        return layout
 
     # -- events ---------------------------------------------------------------------------------
 
     def paintEvent(self, event: QPaintEvent) -> None:
+        """Paints the lines in sight with few calls into Qt: each call from Python may wait
+        for the GIL (a reader thread busy decoding holds it up to the switch interval), so
+        the text goes in runs of lines, one drawText each, not a call or more per line."""
         painter = QPainter(self.viewport())
         palette = self.palette()
         painter.fillRect(event.rect(), palette.color(QPalette.ColorRole.Base))
         count = self.source.line_count()
-        selected = self.selection()
-        highlight = palette.color(QPalette.ColorRole.Highlight)
-        text_color = palette.color(QPalette.ColorRole.Text)
-        selected_color = palette.color(QPalette.ColorRole.HighlightedText)
-        width = self.viewport().width()
         height = self.viewport().height()
         x = MARGIN - self.horizontalScrollBar().value()
-        y = 0
-        index = self.top_line()
-        match_format = QTextCharFormat()
-        match_format.setBackground(MATCH_COLOR)
-        match_format.setForeground(QColor(Qt.GlobalColor.black))
-        current_format = QTextCharFormat()
-        current_format.setBackground(CURRENT_MATCH_COLOR)
-        current_format.setForeground(QColor(Qt.GlobalColor.black))
+        lh = self._line_height
+        shown: list[tuple[int, int, int, str]] = []  # index, y, rows, text
+        y, index = 0, self.top_line()
         while index < count and y < height:
-            layout, text = self._layout(index)
-            rows = max(1, layout.lineCount())
-            if self._wrap:
-                self._heights[index] = rows
-            box = rows * self._line_height
-            is_selected = selected is not None and selected[0] <= index <= selected[1]
-            if is_selected:
-                painter.fillRect(QRect(0, y, width, box), highlight)
-            painter.setPen(selected_color if is_selected else text_color)
-            ranges = []
-            for start, end, current in self.source.line_spans(index):
-                if start >= len(text):
-                    continue
-                span = QTextLayout.FormatRange()
-                span.start = start
-                span.length = min(end, len(text)) - start
-                span.format = current_format if current else match_format
-                ranges.append(span)
-            layout.draw(painter, QPointF(x, y), ranges, QRectF(event.rect()))
-            y += box
+            rows = self.rows_of(index)
+            shown.append((index, y, rows, self._shown(index)))
+            y += rows * lh
             index += 1
+        if not shown:
+            painter.end()
+            return
+        selected = self.selection()
+
+        def is_selected(entry: tuple[int, int, int, str]) -> bool:
+            return selected is not None and selected[0] <= entry[0] <= selected[1]
+
+        marked = [entry for entry in shown if is_selected(entry)]
+        if marked:
+            top, bottom = marked[0][1], marked[-1][1] + marked[-1][2] * lh
+            painter.fillRect(
+                QRect(0, top, self.viewport().width(), bottom - top),
+                palette.color(QPalette.ColorRole.Highlight),
+            )
+        for line_index, line_y, _rows, text in shown:
+            spans = self.source.line_spans(line_index)
+            if spans:
+                self._paint_spans(painter, text, spans, x, line_y)
+        width = self._text_width() if self._wrap else 1 << 20
+        flags = WRAP_FLAGS if self._wrap else TEXT_FLAGS
+        colors = (
+            palette.color(QPalette.ColorRole.Text),
+            palette.color(QPalette.ColorRole.HighlightedText),
+        )
+        run_start = 0
+        for position in range(1, len(shown) + 1):
+            if position < len(shown) and is_selected(shown[position]) == is_selected(
+                shown[run_start]
+            ):
+                continue
+            run = shown[run_start:position]
+            painter.setPen(colors[is_selected(run[0])])
+            top = run[0][1]
+            bottom = run[-1][1] + run[-1][2] * lh
+            painter.drawText(
+                QRect(x, top, width, bottom - top), flags, "\n".join(e[3] for e in run)
+            )
+            run_start = position
         painter.end()
+
+    def _paint_spans(
+        self,
+        painter: QPainter,
+        text: str,
+        spans: Sequence[tuple[int, int, bool]],
+        x: int,
+        y: int,
+    ) -> None:
+        """Backgrounds behind the highlighted parts of one line."""
+        layout = self._layout(text)
+        for start, end, current in spans:
+            end = min(end, len(text))
+            color = CURRENT_MATCH_COLOR if current else MATCH_COLOR
+            while start < end:
+                line = layout.lineForTextPosition(start)
+                if not line.isValid():
+                    break
+                stop = min(end, line.textStart() + line.textLength())
+                if stop <= start:
+                    break
+                left, right = _x(line, start), _x(line, stop)
+                painter.fillRect(
+                    QRectF(x + left, y + line.y(), right - left, self._line_height), color
+                )
+                start = stop
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -444,6 +500,12 @@ class LineView(QAbstractScrollArea):
         self._anchor, self._cursor = anchor, cursor
         self.viewport().update()
         self.selection_changed.emit()
+
+
+def _x(line: QTextLine, position: int) -> float:
+    """Where ``position`` is along ``line`` (PySide returns the x with the position)."""
+    found: Any = line.cursorToX(position)
+    return float(found[0] if isinstance(found, tuple) else found)
 
 
 def _clamp(index: int, count: int) -> int:
