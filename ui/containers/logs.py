@@ -6,14 +6,15 @@ Usage::
     view.show_container(container_id)   # streams the last TAIL lines (or since), then follows
     view.stop()                         # closes the stream (on hide, on another selection)
 
-The worker thread that reads the stream only passes its bytes on (a ``LineBuffer``): it holds
-the GIL for a moment per read, so the GUI thread never waits for a reader that the machine's
-scheduler put aside in the middle of decoding. A GUI timer decodes what waits for at most
-``DRAIN_BUDGET_S`` per turn (every ``BUSY_DRAIN_MS`` during a flood) into the kept lines
-(``LogLines``: a list of texts and one of times, which appending ``extend``s and the garbage
-collector never walks into, unlike 200,000 line objects), and a ``LineView`` paints only
-the lines in sight, so the GUI thread's work per turn does not grow with the lines kept. Every
-line is kept (up to ``MAX_LINES``; past it the oldest ``TRIM_LINES`` go at once).
+The worker thread that reads the stream only de-chunks the HTTP response and passes its bytes
+on (a ``LineBuffer``), in reads of many lines: it takes the GIL briefly and seldom, so the GUI
+thread rarely waits for a reader that the machine's scheduler put aside mid-decode. A GUI
+timer decodes what waits for at most ``DRAIN_BUDGET_S`` per turn (every ``BUSY_DRAIN_MS``
+during a flood) into the kept lines (``LogLines``: a list of texts and one of times, which
+appending ``extend``s and the garbage collector never walks into, unlike 200,000 line
+objects), and a ``LineView`` paints only the lines in sight, so the GUI thread's work per turn
+does not grow with the lines kept. Every line is kept (up to ``MAX_LINES``; past it the oldest
+``TRIM_LINES`` go at once).
 
 The engine is always asked for timestamps, so the Timestamps box only changes how lines are
 shown. Search runs over the kept lines (the message, not the timestamp) in slices of at most
@@ -63,6 +64,8 @@ MAX_LINES = 1_000_000  # lines kept; past it the oldest TRIM_LINES are dropped a
 TRIM_LINES = 100_000
 DRAIN_BUDGET_S = 0.008  # GUI time per turn for decoding what the stream brought
 DECODE_BYTES = 16_384  # bytes decoded between two looks at the clock (about 1 ms)
+SMALL_READ = 16_384  # a read smaller than this ...
+READ_PAUSE_S = 0.005  # ... makes the reader wait this long for more to arrive
 DRAIN_MS = 100  # drain interval while the stream is quiet
 BUSY_DRAIN_MS = 20  # ... and while bytes are waiting
 SEARCH_BUDGET_S = 0.006  # GUI time per search slice
@@ -321,10 +324,15 @@ class _Follow:
         total = 0
         push = self.buffer.push
         try:
-            # One push per read of the stream (all that had arrived), never per line.
+            # One push per read of the stream (all that had arrived), never per line. After a
+            # small read the reader waits a moment for more: in a flood the engine writes a
+            # line at a time, and reading as it comes woke this thread thousands of times a
+            # second (a kilobyte each), each time taking the GIL from the GUI thread.
             for chunk in stream.raw():
                 push(chunk)
                 total += len(chunk)
+                if len(chunk) < SMALL_READ:
+                    self.cancel.wait(READ_PAUSE_S)
                 if self.cancel.is_set():
                     break
         finally:
