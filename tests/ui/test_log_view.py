@@ -126,6 +126,25 @@ def test_every_line_of_a_flood_is_kept_and_the_view_follows(offline_view) -> Non
     assert not view._drain.isActive()  # nothing streams and nothing waits: the timer stops
 
 
+def test_in_a_flood_the_view_catches_up_at_its_own_pace(offline_view, monkeypatch) -> None:
+    view = offline_view
+    monkeypatch.setattr(logs, "REFRESH_S", 3600.0)  # never during this flood
+    push(view, ["first"])
+    view._drain_buffer()  # nothing else waits: shown at once
+    bar = view.lines_view.verticalScrollBar()
+    assert view.lines_view.at_end() and bar.maximum() == 0
+    view._shown_at = time.perf_counter()
+    push(view, (f"line {i}" for i in range(50_000)))
+    view._drain_buffer()  # bytes still wait: kept, not shown yet
+    kept = view.line_count()
+    assert 1 < kept < 50_001 and bar.maximum() == 0
+    while len(view.buffer):
+        view._drain_buffer()
+    assert view.line_count() == 50_001
+    assert bar.maximum() > 49_000 and view.lines_view.at_end()  # caught up once it drained
+    assert not view._drain.isActive()
+
+
 def test_a_last_line_without_a_newline_shows_when_the_stream_ends(offline_view) -> None:
     view = offline_view
     push(view, ["whole"])

@@ -68,6 +68,7 @@ SMALL_READ = 16_384  # a read smaller than this ...
 READ_PAUSE_S = 0.005  # ... makes the reader wait this long for more to arrive
 DRAIN_MS = 100  # drain interval while the stream is quiet
 BUSY_DRAIN_MS = 20  # ... and while bytes are waiting
+REFRESH_S = 0.05  # the view catches up at most this often while bytes are waiting
 SEARCH_BUDGET_S = 0.006  # GUI time per search slice
 SEARCH_SLICE = 500  # lines between two looks at the clock
 SEARCH_DELAY_MS = 150  # typing pause before a search starts
@@ -374,6 +375,8 @@ class LogView(QWidget):
         self._feed: _Follow | None = None  # the stream whose lines are shown (read or ended)
         self._query: SearchQuery | None = None
         self._match_line: int | None = None  # the line the last next/previous selected
+        self._unshown = False  # lines kept that the view does not show yet
+        self._shown_at = 0.0  # perf_counter of the last time it caught up
 
         self.lines_view = LineView(self.store)
         self.lines_view.verticalScrollBar().actionTriggered.connect(self._user_scrolled)
@@ -503,6 +506,7 @@ class LogView(QWidget):
         # A buffer per stream: a closed stream's reader may still push its last read.
         self.buffer = LineBuffer()
         self._feed = None
+        self._unshown = False
         self.store.clear()
         self._match_line = None
         if self.store.search is not None:
@@ -560,6 +564,7 @@ class LogView(QWidget):
                     gc.enable()
         if added:
             self.appends += 1
+            self._unshown = True
             dropped = self.store.trim()
             if dropped:
                 self.lines_view.lines_removed(dropped)
@@ -567,13 +572,19 @@ class LogView(QWidget):
                     self._match_line = (
                         self._match_line - dropped if self._match_line >= dropped else None
                     )
+        waiting = len(feed.buffer) if feed is not None else 0
+        now = time.perf_counter()
+        if self._unshown and (not waiting or now - self._shown_at >= REFRESH_S):
+            # In a flood the view moves on at most every REFRESH_S: each repaint costs a few
+            # milliseconds, and a turn every BUSY_DRAIN_MS would spend that on each.
+            self._unshown = False
+            self._shown_at = now
             self.lines_view.lines_appended()
             if self.follow_box.isChecked():
                 self.lines_view.scroll_to_end()
             if self.store.search is not None and not self._search_more.isActive():
                 self._search_step()
-        waiting = len(feed.buffer) if feed is not None else 0
-        if self._follow is None and not waiting:
+        if self._follow is None and not waiting and not self._unshown:
             self._drain.stop()
         else:
             self._drain.start(BUSY_DRAIN_MS if waiting else DRAIN_MS)
