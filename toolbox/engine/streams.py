@@ -112,9 +112,28 @@ class ChunkedDecoder:
         buf = self._buffer + data if self._buffer else data
         pos = 0
         end = len(buf)
+        find = buf.find
         while pos < end and self._state != self._DONE:
             if self._state == self._SIZE:
-                eol = buf.find(b"\r\n", pos)
+                # Whole chunks, one after another, in a tight loop: a log flood is a chunk per
+                # line, de-chunked on the reader thread while it holds the GIL. Anything else
+                # (a split chunk, extensions, the last chunk, garbage) goes the general way.
+                while True:
+                    eol = find(b"\r\n", pos)
+                    if eol < 0:
+                        break
+                    try:
+                        size = int(buf[pos:eol], 16)
+                    except ValueError:
+                        break
+                    stop = eol + 2 + size
+                    if size <= 0 or stop + 2 > end or buf[stop : stop + 2] != b"\r\n":
+                        break
+                    out.append(buf[eol + 2 : stop])
+                    pos = stop + 2
+                if pos >= end:
+                    break
+                eol = find(b"\r\n", pos)
                 if eol < 0:
                     break
                 line = buf[pos:eol].split(b";", 1)[0].strip()

@@ -199,8 +199,8 @@ class LineView(QAbstractScrollArea):
             self.selection_changed.emit()
 
     def ensure_visible(self, index: int, center: bool = False) -> None:
-        """Scroll so that line ``index`` is in sight (centred when ``center``, or when it
-        was far off)."""
+        """Scroll so that line ``index`` is in sight: at the edge it was beyond, or in the
+        middle when ``center``."""
         bar = self.verticalScrollBar()
         top = bar.value()
         shown = self._lines_from(top)
