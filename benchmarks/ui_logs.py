@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from benchmarks import common
 
@@ -98,30 +99,50 @@ def script(lines: int) -> str:
 
 
 class Probe:
-    """A 1 ms timer on the GUI thread; ``gaps`` are the times between its ticks, in seconds."""
+    """A 1 ms timer on the GUI thread; ``gaps`` are the times between its ticks, in seconds.
+
+    For each gap it also takes the GUI thread's CPU time and, on Linux, the time the thread
+    was ready to run but waited for a CPU (``/proc/thread-self/schedstat``): what is left of a
+    gap is waiting for the GIL or blocked. That tells a stall the view caused from one the
+    machine's load caused (the other processes on the two cores)."""
 
     def __init__(self) -> None:
         from PySide6.QtCore import Qt, QTimer
 
         self.gaps: list[float] = []
         self.cpu: list[float] = []  # the GUI thread's CPU time within each gap
+        self.queued: list[float] = []  # ... and its time waiting for a CPU (0 off Linux)
         self._last = 0.0
         self._last_cpu = 0.0
+        self._last_queued = 0.0
+        try:  # opened here, on the GUI thread: thread-self is resolved at open
+            self._schedstat: Any = open("/proc/thread-self/schedstat", "rb", buffering=0)  # noqa: SIM115
+        except OSError:
+            self._schedstat = None
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(1)
         self.timer.timeout.connect(self._tick)
 
+    def _run_delay(self) -> float:
+        if self._schedstat is None:
+            return 0.0
+        self._schedstat.seek(0)
+        return int(self._schedstat.read().split()[1]) / 1e9
+
     def _tick(self) -> None:
-        now, cpu = time.perf_counter(), time.thread_time()
+        now, cpu, queued = time.perf_counter(), time.thread_time(), self._run_delay()
         self.gaps.append(now - self._last)
         self.cpu.append(cpu - self._last_cpu)
-        self._last, self._last_cpu = now, cpu
+        self.queued.append(queued - self._last_queued)
+        self._last, self._last_cpu, self._last_queued = now, cpu, queued
 
     def start(self) -> None:
         self.gaps.clear()
         self.cpu.clear()
+        self.queued.clear()
         self._last, self._last_cpu = time.perf_counter(), time.thread_time()
+        self._last_queued = self._run_delay()
         self.timer.start()
 
     def stop(self) -> None:
@@ -139,6 +160,19 @@ class Probe:
         if not self.gaps:
             return 0.0
         return self.cpu[self.gaps.index(max(self.gaps))] * 1000
+
+    @property
+    def longest_queued_ms(self) -> float:
+        """How much of the longest gap the GUI thread was ready but waited for a CPU."""
+        if not self.gaps:
+            return 0.0
+        return self.queued[self.gaps.index(max(self.gaps))] * 1000
+
+    @property
+    def own_ms(self) -> float:
+        """The longest gap less its wait for a CPU: the stall this process made (computing,
+        or waiting for the GIL), whatever the other processes did."""
+        return max((g - q for g, q in zip(self.gaps, self.queued, strict=True)), default=0.0) * 1000
 
     @property
     def busiest_ms(self) -> float:
@@ -191,6 +225,7 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
     noise: list[float] = []
     made: list[str] = []
     search_stall: list[float] = []
+    own: list[float] = []
     all_kept = True
     try:
         for run in range(1, runs + 1):
@@ -244,6 +279,8 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
                 probe.p99_ms,
                 probe.busiest_ms,
             )
+            flood_queued = probe.longest_queued_ms
+            own.append(probe.own_ms)
 
             # Search the kept lines with the same probe running.
             probe.start()
@@ -261,7 +298,9 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
                 f"  run {run}: {lines:,} lines, last one shown after {elapsed:.1f} s in "
                 f"{view.appends - appends_before} turns, {kept:,} lines kept; "
                 f"longest stall {flood[-1]:.1f} ms (GUI thread busy "
-                f"{flood_cpu:.1f} ms of it), p99 gap {flood_p99:.1f} ms, "
+                f"{flood_cpu:.1f} ms of it, waiting for a CPU {flood_queued:.1f} ms), "
+                f"longest stall less its wait for a CPU {own[-1]:.1f} ms, "
+                f"p99 gap {flood_p99:.1f} ms, "
                 f"GUI thread's longest busy stretch {flood_busiest:.1f} ms; "
                 f"idle probe before it: longest {idle[-1]:.1f} ms; "
                 f"a bystander process's probe during it: longest {noise[-1]:.1f} ms; "
@@ -287,7 +326,8 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             f"longest event-loop stall while {lines:,} lines stream into the LogView, "
             f"worst of {runs} floods (median {common.median(flood):.1f} ms; "
             f"{'every line kept' if all_kept else 'LINES LOST'}; "
-            f"bystander process worst {max(noise):.1f} ms)"
+            f"bystander process worst {max(noise):.1f} ms; "
+            f"worst stall less its wait for a CPU {max(own):.1f} ms)"
         ),
         value=value,
         unit="ms",
