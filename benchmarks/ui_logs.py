@@ -1,5 +1,5 @@
 """200,000 log lines from a real container into the real log view, following: the longest stall
-of the GUI event loop (target: at most 50 ms).
+of the GUI event loop (target: at most 50 ms in the worst of the runs, with every line kept).
 
 The Containers page (real ``EngineSession``) selects a container and shows its Logs tab, so the
 real ``LogView`` follows the container's log stream. The container prints ``ready``, waits for
@@ -7,8 +7,10 @@ a file, then prints 200,000 lines as fast as busybox awk can. A 1 ms ``QTimer`` 
 (``PreciseTimer``) on the GUI thread records the gaps between its ticks; the longest gap is the
 longest the window would have been frozen. Timed from the go signal (an exec, from a thread)
 until the view shows the last line. This machine is shared (2 cores, other VMs running), so
-the flood runs ``--runs`` times (a new container each) and the headline is the median of the
-runs' longest stalls; every run and the worst are printed.
+the flood runs ``--runs`` times (a new container each) and the headline is the worst of the
+runs' longest stalls (the issue's measure); every run and the median are printed. After each
+flood, a search over the 200,000 kept lines runs with the same probe (its longest stall is
+printed: search must not freeze the window either).
 
 Baseline: the same probe for 2 s before each flood, same page and view, nothing streaming.
 Also printed: the same probe in a bystander process (a bare QCoreApplication) during each
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from benchmarks import common
 
@@ -33,6 +36,7 @@ NEEDS_ENGINE = True
 TARGET_MS = 50.0
 IMAGE = "bench/logs:1.0"
 LAST = "end-of-log"
+SEARCH = "page=7 "  # one line in 50 matches
 NAIVE_LINES = 50_000  # the naive contrast freezes for seconds; this many lines show it
 
 # The same 1 ms probe in a separate process with nothing else to do, run during each flood:
@@ -95,30 +99,50 @@ def script(lines: int) -> str:
 
 
 class Probe:
-    """A 1 ms timer on the GUI thread; ``gaps`` are the times between its ticks, in seconds."""
+    """A 1 ms timer on the GUI thread; ``gaps`` are the times between its ticks, in seconds.
+
+    For each gap it also takes the GUI thread's CPU time and, on Linux, the time the thread
+    was ready to run but waited for a CPU (``/proc/thread-self/schedstat``): what is left of a
+    gap is waiting for the GIL or blocked. That tells a stall the view caused from one the
+    machine's load caused (the other processes on the two cores)."""
 
     def __init__(self) -> None:
         from PySide6.QtCore import Qt, QTimer
 
         self.gaps: list[float] = []
         self.cpu: list[float] = []  # the GUI thread's CPU time within each gap
+        self.queued: list[float] = []  # ... and its time waiting for a CPU (0 off Linux)
         self._last = 0.0
         self._last_cpu = 0.0
+        self._last_queued = 0.0
+        try:  # opened here, on the GUI thread: thread-self is resolved at open
+            self._schedstat: Any = open("/proc/thread-self/schedstat", "rb", buffering=0)  # noqa: SIM115
+        except OSError:
+            self._schedstat = None
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(1)
         self.timer.timeout.connect(self._tick)
 
+    def _run_delay(self) -> float:
+        if self._schedstat is None:
+            return 0.0
+        self._schedstat.seek(0)
+        return int(self._schedstat.read().split()[1]) / 1e9
+
     def _tick(self) -> None:
-        now, cpu = time.perf_counter(), time.thread_time()
+        now, cpu, queued = time.perf_counter(), time.thread_time(), self._run_delay()
         self.gaps.append(now - self._last)
         self.cpu.append(cpu - self._last_cpu)
-        self._last, self._last_cpu = now, cpu
+        self.queued.append(queued - self._last_queued)
+        self._last, self._last_cpu, self._last_queued = now, cpu, queued
 
     def start(self) -> None:
         self.gaps.clear()
         self.cpu.clear()
+        self.queued.clear()
         self._last, self._last_cpu = time.perf_counter(), time.thread_time()
+        self._last_queued = self._run_delay()
         self.timer.start()
 
     def stop(self) -> None:
@@ -136,6 +160,25 @@ class Probe:
         if not self.gaps:
             return 0.0
         return self.cpu[self.gaps.index(max(self.gaps))] * 1000
+
+    @property
+    def longest_queued_ms(self) -> float:
+        """How much of the longest gap the GUI thread was ready but waited for a CPU."""
+        if not self.gaps:
+            return 0.0
+        return self.queued[self.gaps.index(max(self.gaps))] * 1000
+
+    @property
+    def own_ms(self) -> float:
+        """The longest gap less its wait for a CPU: the stall this process made (computing,
+        or waiting for the GIL), whatever the other processes did."""
+        return max((g - q for g, q in zip(self.gaps, self.queued, strict=True)), default=0.0) * 1000
+
+    @property
+    def busiest_ms(self) -> float:
+        """The most CPU the GUI thread spent between two ticks: the view's own longest piece
+        of work, whatever the machine's load did to the gaps."""
+        return max(self.cpu, default=0.0) * 1000
 
     @property
     def p99_ms(self) -> float:
@@ -160,7 +203,6 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
 
     from toolbox.engine.connect import EngineConfig
     from ui.containers.details import LOGS, SUMMARY
-    from ui.containers.logs import MAX_LINES
     from ui.containers.page import ContainersPage
     from ui.pages import PageContext
     from ui.session import EngineSession
@@ -182,6 +224,9 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
     idle: list[float] = []
     noise: list[float] = []
     made: list[str] = []
+    search_stall: list[float] = []
+    own: list[float] = []
+    all_kept = True
     try:
         for run in range(1, runs + 1):
             cid = client.create_container(
@@ -192,7 +237,11 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             common.qt_wait(lambda cid=cid: page.model.row_of(cid) is not None, 60, "its row")
             page.select_ids([cid])
             page.details.setCurrentIndex(LOGS)
-            common.qt_wait(lambda: "ready" in view.text.toPlainText(), 30, "the view following")
+            common.qt_wait(
+                lambda: "ready" in view.store.texts,
+                30,
+                "the view following",
+            )
             appends_before = view.appends
 
             # Baseline: the same page, view and probe; nothing streaming.
@@ -209,8 +258,8 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             )
 
             def last_line_shown() -> bool:
-                last = view.text.document().lastBlock()
-                return last.text() == LAST or last.previous().text() == LAST
+                kept = view.store.texts
+                return bool(kept) and kept[-1] == LAST and view.lines_view.at_end()
 
             bystander = Bystander()
             probe.start()
@@ -222,13 +271,42 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             noise.append(bystander.longest_ms())
             go.join(10)
             flood.append(probe.longest_ms)
+            kept = view.line_count()
+            # "ready", the flood and the last line: every one of them is kept.
+            all_kept = all_kept and kept >= lines + 2
+            flood_cpu, flood_p99, flood_busiest = (
+                probe.longest_cpu_ms,
+                probe.p99_ms,
+                probe.busiest_ms,
+            )
+            flood_queued = probe.longest_queued_ms
+            own.append(probe.own_ms)
+
+            # Search the kept lines with the same probe running.
+            probe.start()
+            started = time.perf_counter()
+            view.search.setText(SEARCH)
+            view.update_search()
+            common.qt_wait(lambda: not view.searching, 60, "the search done", step_ms=5)
+            searched = time.perf_counter() - started
+            probe.stop()
+            search_stall.append(probe.longest_ms)
+            matches = view.match_count
+            view.search.clear()
+            view.update_search()
             print(
                 f"  run {run}: {lines:,} lines, last one shown after {elapsed:.1f} s in "
-                f"{view.appends - appends_before} appends, {view.text.blockCount():,} lines kept "
-                f"(cap {MAX_LINES:,}); longest stall {flood[-1]:.1f} ms (GUI thread busy "
-                f"{probe.longest_cpu_ms:.1f} ms of it), p99 gap {probe.p99_ms:.1f} ms; "
+                f"{view.appends - appends_before} turns, {kept:,} lines kept; "
+                f"longest stall {flood[-1]:.1f} ms (GUI thread busy "
+                f"{flood_cpu:.1f} ms of it, waiting for a CPU {flood_queued:.1f} ms), "
+                f"longest stall less its wait for a CPU {own[-1]:.1f} ms, "
+                f"p99 gap {flood_p99:.1f} ms, "
+                f"GUI thread's longest busy stretch {flood_busiest:.1f} ms; "
                 f"idle probe before it: longest {idle[-1]:.1f} ms; "
-                f"a bystander process's probe during it: longest {noise[-1]:.1f} ms"
+                f"a bystander process's probe during it: longest {noise[-1]:.1f} ms; "
+                f"search for {SEARCH!r}: {matches:,} matches in {searched * 1000:.0f} ms, "
+                f"longest stall {search_stall[-1]:.1f} ms "
+                f"(longest busy stretch {probe.busiest_ms:.1f} ms)"
             )
             page.details.setCurrentIndex(SUMMARY)  # stops following
         if naive:
@@ -241,19 +319,22 @@ def measure(url: str, lines: int, runs: int, naive: bool) -> int:
             client.remove_container(cid, force=True)
         client.close()
 
-    value, base = common.median(flood), common.median(idle)
+    value, base = max(flood), max(idle)
     outcome = common.Outcome(
         benchmark="ui_logs",
         metric=(
             f"longest event-loop stall while {lines:,} lines stream into the LogView, "
-            f"median of {runs} floods (worst {max(flood):.1f} ms)"
+            f"worst of {runs} floods (median {common.median(flood):.1f} ms; "
+            f"{'every line kept' if all_kept else 'LINES LOST'}; "
+            f"bystander process worst {max(noise):.1f} ms; "
+            f"worst stall less its wait for a CPU {max(own):.1f} ms)"
         ),
         value=value,
         unit="ms",
-        baseline_name=f"the same probe with nothing streaming, median of {runs}",
+        baseline_name=f"the same probe with nothing streaming, worst of {runs}",
         baseline=base,
-        target=f"longest stall <= {TARGET_MS:.0f} ms",
-        passed=value <= TARGET_MS,
+        target=f"longest stall <= {TARGET_MS:.0f} ms, all lines kept",
+        passed=value <= TARGET_MS and all_kept,
     )
     outcome.report()
     return 0 if outcome.passed else 1

@@ -283,6 +283,24 @@ def test_timestamps() -> None:
     )
 
 
+@given(
+    st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2200, 1, 1)),
+    st.integers(min_value=0, max_value=9),
+)
+def test_log_line_timestamps_take_the_fast_path_to_the_same_time(
+    moment: dt.datetime, digits: int
+) -> None:
+    """The engine's log form (nanoseconds, Z, trailing zeros dropped) parses to what the
+    general path gives, to the microsecond."""
+    fraction = f"{moment.microsecond:06d}000"[:digits].rstrip("0")
+    text = f"{moment:%Y-%m-%dT%H:%M:%S}{'.' + fraction if fraction else ''}Z"
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    expected = moment.replace(microsecond=micro, tzinfo=dt.UTC)
+    assert parse_timestamp(text) == expected
+    assert parse_timestamp(text.replace("Z", "+00:00")) == expected  # the general path
+    assert parse_timestamp(text[:19] + ".12x4Z") is None  # not a time: no fast-path guess
+
+
 def test_run_spec_defaults() -> None:
     spec = RunSpec("busybox")
     assert spec.ports == () and spec.env == () and spec.labels == {}

@@ -233,21 +233,31 @@ class LogStream(ClosableStream):
     def batches(self) -> Iterator[list[LogLine]]:
         """The same lines, a list per read of the stream (all that had arrived): a reader
         that hands lines on in batches holds the GIL far less than one going line by line."""
+        for chunk in self.raw():
+            lines = self._decoder.feed(chunk)
+            if lines:
+                yield lines
+        if not self.closed:
+            rest = self._decoder.finish()
+            if rest:
+                yield rest
+
+    def decoder(self) -> LogDecoder:
+        """A fresh decoder for the bytes of ``raw()`` (feed them, then ``finish()``)."""
+        return LogDecoder(self._decoder.tty, self._decoder.timestamps)
+
+    def raw(self) -> Iterator[bytes]:
+        """The stream's bytes, undecoded, as they arrive: a reader thread that hands them to
+        another thread to decode holds the GIL only to pass them on. Same ends and errors as
+        iterating the lines."""
         try:
-            for chunk in self._chunks():
-                lines = self._decoder.feed(chunk)
-                if lines:
-                    yield lines
+            yield from self._chunks()
         except STREAM_ERRORS as exc:
             raise EngineUnreachable(
                 f"Lost the log stream from {self._config.describe()}",
                 hint="The engine stopped or the connection dropped; open the logs again.",
                 details=str(exc),
             ) from exc
-        if not self.closed:
-            rest = self._decoder.finish()
-            if rest:
-                yield rest
 
 
 class EventStream(ClosableStream):
@@ -663,10 +673,17 @@ class EngineClient:
         response, tty = self._log_response(id, False, tail, timestamps, since)
         return list(LogStream(response, tty, timestamps, self.config))
 
-    def follow_logs(self, id: str, tail: int | None = 1000, timestamps: bool = False) -> LogStream:
-        """The last ``tail`` lines, then new ones as they come; iterate it on a worker thread
-        and ``close()`` it from anywhere."""
-        response, tty = self._log_response(id, True, tail, timestamps)
+    def follow_logs(
+        self,
+        id: str,
+        tail: int | None = 1000,
+        timestamps: bool = False,
+        since: dt.datetime | float | None = None,
+    ) -> LogStream:
+        """The last ``tail`` lines (None: all; only those written from ``since`` when given),
+        then new ones as they come; iterate it on a worker thread and ``close()`` it from
+        anywhere."""
+        response, tty = self._log_response(id, True, tail, timestamps, since)
         return LogStream(response, tty, timestamps, self.config)
 
     # ---------------------------------------------------------------- exec

@@ -7,7 +7,6 @@ stream classes own one ``requests`` response each.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import socket
 import struct
@@ -113,9 +112,28 @@ class ChunkedDecoder:
         buf = self._buffer + data if self._buffer else data
         pos = 0
         end = len(buf)
+        find = buf.find
         while pos < end and self._state != self._DONE:
             if self._state == self._SIZE:
-                eol = buf.find(b"\r\n", pos)
+                # Whole chunks, one after another, in a tight loop: a log flood is a chunk per
+                # line, de-chunked on the reader thread while it holds the GIL. Anything else
+                # (a split chunk, extensions, the last chunk, garbage) goes the general way.
+                while True:
+                    eol = find(b"\r\n", pos)
+                    if eol < 0:
+                        break
+                    try:
+                        size = int(buf[pos:eol], 16)
+                    except ValueError:
+                        break
+                    stop = eol + 2 + size
+                    if size <= 0 or stop + 2 > end or buf[stop : stop + 2] != b"\r\n":
+                        break
+                    out.append(buf[eol + 2 : stop])
+                    pos = stop + 2
+                if pos >= end:
+                    break
+                eol = find(b"\r\n", pos)
                 if eol < 0:
                     break
                 line = buf[pos:eol].split(b";", 1)[0].strip()
@@ -281,15 +299,26 @@ class LogDecoder:
         self._raw += data
         out: list[LogLine] = []
         view = self._raw
-        pos = 0
-        while len(view) - pos >= _FRAME_HEADER.size:
-            kind, length = _FRAME_HEADER.unpack_from(view, pos)
-            end = pos + _FRAME_HEADER.size + length
-            if end > len(view):
+        pos, size, header = 0, len(view), _FRAME_HEADER.size
+        unpack = _FRAME_HEADER.unpack_from
+        # The engine writes a frame per line: the payloads of a run of frames from the same
+        # stream are split into lines together, not frame by frame (a log flood is decoded
+        # on the GUI thread, in time-boxed turns).
+        run: list[bytes] = []
+        run_kind = -1
+        while size - pos >= header:
+            kind, length = unpack(view, pos)
+            end = pos + header + length
+            if end > size:
                 break
-            payload = view[pos + _FRAME_HEADER.size : end]
-            out.extend(self._lines(_STREAM_NAMES.get(kind, STDOUT), payload))
+            if kind != run_kind and run:
+                out.extend(self._lines(_STREAM_NAMES.get(run_kind, STDOUT), b"".join(run)))
+                run = []
+            run_kind = kind
+            run.append(view[pos + header : end])
             pos = end
+        if run:
+            out.extend(self._lines(_STREAM_NAMES.get(run_kind, STDOUT), b"".join(run)))
         self._raw = view[pos:]
         return out
 
@@ -302,22 +331,31 @@ class LogDecoder:
         return out
 
     def _lines(self, stream: str, data: bytes) -> list[LogLine]:
-        buffer = self._partial[stream] + data
-        *complete, self._partial[stream] = buffer.split(b"\n")
-        return [self._line(stream, line) for line in complete]
+        complete, newline, self._partial[stream] = (self._partial[stream] + data).rpartition(b"\n")
+        if not newline:
+            return []
+        # One decode for all the complete lines: a newline is never inside a UTF-8 sequence,
+        # so this is what decoding each line would give, invalid bytes included.
+        texts = complete.decode("utf-8", errors="replace").split("\n")
+        if self.timestamps:
+            return [self._stamped(stream, text) for text in texts]
+        return [LogLine(stream, text[:-1] if text.endswith("\r") else text) for text in texts]
 
     def _line(self, stream: str, raw: bytes) -> LogLine:
         text = raw.decode("utf-8", errors="replace")
+        if self.timestamps:
+            return self._stamped(stream, text)
+        return LogLine(stream, text[:-1] if text.endswith("\r") else text)
+
+    def _stamped(self, stream: str, text: str) -> LogLine:
         if text.endswith("\r"):
             text = text[:-1]
-        stamp: dt.datetime | None = None
-        if self.timestamps:
-            head, space, rest = text.partition(" ")
-            stamp = parse_timestamp(head)
-            if stamp is not None:
-                text = rest
-            elif not space and head and parse_timestamp(head.rstrip()) is not None:
-                text = ""
+        head, space, rest = text.partition(" ")
+        stamp = parse_timestamp(head)
+        if stamp is not None:
+            text = rest
+        elif not space and head and parse_timestamp(head.rstrip()) is not None:
+            text = ""
         return LogLine(stream, text, stamp)
 
 
