@@ -108,6 +108,12 @@ def test_machinereadable_roundtrip(pairs: dict[str, str]) -> None:
     assert parse_machinereadable(text) == pairs
 
 
+def test_a_line_separator_inside_a_value_stays_in_it() -> None:
+    # Found by the round-trip property: U+2028 and U+0085 are line breaks to splitlines().
+    text = 'description="one\u2028two\x85three"\nname="vm"\n'
+    assert parse_machinereadable(text) == {"description": "one\u2028two\x85three", "name": "vm"}
+
+
 @given(st.text(max_size=300))
 def test_machinereadable_never_crashes(text: str) -> None:
     assert isinstance(parse_machinereadable(text), dict)

@@ -145,7 +145,9 @@ def parse_machinereadable(text: str) -> dict[str, str]:
     """``showvminfo --machinereadable``: ``key=value`` lines, keys and values maybe quoted,
     ``\\\\`` and ``\\"`` escaped inside quotes (VirtualBox 6.1+)."""
     out: dict[str, str] = {}
-    for raw in text.splitlines():
+    # Lines end at "\n" only: str.splitlines() would also cut at U+2028, U+0085 and the
+    # like, which may appear inside a value (a VM description, a path).
+    for raw in text.split("\n"):
         line = raw.rstrip("\r")
         if not line or "=" not in line:
             continue
