@@ -12,9 +12,16 @@ from pathlib import Path
 
 import docker
 import pytest
+from hypothesis import settings
 
 from tests import harness
 from toolbox.guest.images import CachedImage
+
+# The CI machines have two cores shared with VMs and dockerd: an example that runs a real
+# process (bash, sshd) can take longer than hypothesis's 200 ms deadline without being wrong.
+# Property tests check results, never time (benchmarks do that).
+settings.register_profile("toolbox", deadline=None)
+settings.load_profile("toolbox")
 
 
 @pytest.fixture(autouse=True)

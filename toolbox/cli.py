@@ -219,6 +219,8 @@ def cmd_create(args: argparse.Namespace) -> int:
                     print(note, file=sys.stderr)
             raise
     spec = result.spec
+    for warning in result.provision.warnings if result.provision else ():
+        print(f"Warning: {warning}", file=sys.stderr)
     verb = "Finished creating" if result.resumed else "Created"
     print(f"{verb} machine {spec.name}: engine at {spec.engine_url} (TLS).")
     print(_phase_line(result))
@@ -261,6 +263,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     service = _service(args)
     with _progress(args) as progress:
         result = service.start(args.name, progress)
+    for warning in result.provision.warnings if result.provision else ():
+        print(f"Warning: {warning}", file=sys.stderr)
     print(f"Machine {result.spec.name} is running: engine at {result.spec.engine_url}.")
     print(_phase_line(result))
     return 0
@@ -278,6 +282,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
     service = _service(args)
     with _progress(args) as progress:
         result = service.restart(args.name, progress)
+    for warning in result.provision.warnings if result.provision else ():
+        print(f"Warning: {warning}", file=sys.stderr)
     print(f"Machine {result.spec.name} is running: engine at {result.spec.engine_url}.")
     return 0
 

@@ -141,3 +141,31 @@ def test_the_provisioning_log_has_every_step_and_the_failure(
     assert "FAILED: Installing failed:" in text
     assert "Unable to locate package nope" in text  # the command's output, for the user
     assert text.count("\n") == len(text.splitlines())  # one entry per line
+
+
+def test_an_optional_step_that_fails_is_reported_and_provisioning_goes_on(
+    sshd: LocalSSHD, tmp_path: Path
+) -> None:
+    log = tmp_path / "provision.log"
+    events: list[Progress] = []
+    ctx = _ctx(sshd, tmp_path, log_path=log, progress=events.append)
+
+    def apply(run: ProvisionRun) -> None:
+        run.ssh.run("echo 'dpkg: error processing package fuse3' >&2; exit 100")
+
+    optional = Step(
+        "shares", "Installing sshfs", lambda run: False, apply, lambda run: True,
+        "shares cannot be mounted", optional=True,
+    )  # fmt: skip
+    after = _file_step(tmp_path / "after", "still done")
+    report = run_steps(ctx, (optional, after))
+    ctx.ssh.close()
+    assert [(s.name, s.changed) for s in report.steps] == [("shares", False), ("after", True)]
+    assert "Installing sshfs failed" in report.steps[0].warning
+    assert "shares cannot be mounted" in report.steps[0].warning
+    assert report.steps[1].warning == ""
+    assert (tmp_path / "after").read_text() == "still done"
+    assert "failed, going on without it" in next(e.message for e in events if e.done)
+    text = log.read_text()
+    assert "optional step shares failed, going on" in text
+    assert "dpkg: error processing package fuse3" in text

@@ -79,6 +79,7 @@ class ProvisionSummary:
     changed: tuple[str, ...]
     steps: tuple[tuple[str, bool, float], ...]
     seconds: float
+    warnings: tuple[str, ...] = ()  # optional steps that failed, and why
 
 
 class GuestOps(Protocol):
@@ -188,6 +189,7 @@ class RealGuestOps:
             changed=tuple(name for name, changed, _ in steps if changed),
             steps=steps,
             seconds=time.monotonic() - start,
+            warnings=tuple(s.warning for s in report.steps if s.warning),
         )
 
     def seal(self, spec: MachineSpec, files: MachineFiles) -> None:

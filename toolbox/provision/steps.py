@@ -62,6 +62,7 @@ class StepResult:
     name: str
     changed: bool
     seconds: float
+    warning: str = ""  # an optional step that failed: why (provisioning went on)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,9 @@ class Step:
     apply: Apply
     verify: Check
     hint: str
+    # An optional step's failure is reported and logged, and provisioning goes on: what it
+    # sets up is a convenience (the shares' sshfs), not the engine.
+    optional: bool = False
 
 
 # -- hostname ---------------------------------------------------------------------------------
@@ -487,8 +491,9 @@ STEPS: tuple[Step, ...] = (
         _shares_check,
         _shares_apply,
         _shares_check,
-        "Installing sshfs failed: the guest must reach its Debian mirror (check the host's "
-        "network or proxy), then retry.",
+        "Installing sshfs failed, so shared folders cannot be mounted in this machine (the "
+        "engine works); `toolbox logs NAME --provision` shows apt's output.",
+        optional=True,
     ),
     Step(
         "tls",
@@ -539,7 +544,17 @@ def run_steps(
     results: list[StepResult] = []
     try:
         for step in steps:
-            results.append(_run_step(run, step))
+            try:
+                results.append(_run_step(run, step))
+            except StepFailed as exc:
+                if not step.optional:
+                    raise
+                warning = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+                run.write_log(f"optional step {step.name} failed, going on: {warning}")
+                for line in str(exc.details or "").splitlines():
+                    run.write_log("  " + line)
+                run.report(f"{step.description}: failed, going on without it", 1.0, True)
+                results.append(StepResult(step.name, False, 0.0, warning))
     except BaseException as exc:
         run.write_log(f"FAILED: {exc}")
         details = getattr(exc, "details", None)
