@@ -298,10 +298,43 @@ def _shares_check(run: ProvisionRun) -> bool:
     return run.ssh.run(_SHARES_CHECK, 30, check=False).ok
 
 
+_INITRAMFS_CONF = "/etc/initramfs-tools/update-initramfs.conf"
+
+
+def sshfs_install_command() -> str:
+    """apt-get install sshfs, as a shell command for root, with two things set aside:
+
+    - fuse3's postinst asks for a new initramfs, which takes 3 to 4 minutes under TCG and
+      is not needed (nothing mounts a FUSE root at boot): ``update_initramfs=no`` for the
+      length of this one install, the file put back afterwards whatever happens;
+    - its scripts' ``echo`` to stdout fails with EIO on our SSH exec channel (seen here:
+      "update-initramfs: 16: echo: echo: I/O error", and the install fails): apt's output
+      goes to a log file in the guest and only its status lines (fd 3) come back to us.
+    """
+    argv = eng.apt_install_argv(("sshfs",))
+    argv = ["APT::Status-Fd=3" if a == "APT::Status-Fd=1" else a for a in argv]
+    conf, saved = _INITRAMFS_CONF, _INITRAMFS_CONF + ".toolbox"
+    return (
+        f"if [ -f {conf} ]; then cp -p {conf} {saved} && "
+        f"sed -i 's/^update_initramfs=.*/update_initramfs=no/' {conf}; fi; "
+        f"{shlex.join(argv)} 3>&1 >>/var/log/toolbox-apt.log 2>&1; rc=$?; "
+        f"if [ -f {saved} ]; then mv -f {saved} {conf}; fi; "
+        "[ $rc -eq 0 ] || tail -n 20 /var/log/toolbox-apt.log >&2; exit $rc"
+    )
+
+
 def _shares_apply(run: ProvisionRun) -> None:
     """sshfs mounts the host's shared folders (the host agent runs it over SSH)."""
     _apt(run, eng.apt_update_argv(), 0.0, 0.4, "Updating package lists")
-    _apt(run, eng.apt_install_argv(("sshfs",)), 0.4, 1.0, "Installing sshfs")
+    run.ssh.run(
+        sshfs_install_command(),
+        run.ctx.install_timeout,
+        sudo=True,
+        on_output=_AptProgress(run, 0.4, 1.0, "Installing sshfs"),
+        cancel=run.ctx.cancel,
+        hint="apt in the guest failed; `toolbox ssh NAME -- cat /var/log/toolbox-apt.log` "
+        "shows its output.",
+    )
 
 
 # -- TLS --------------------------------------------------------------------------------------
