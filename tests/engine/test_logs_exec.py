@@ -68,8 +68,13 @@ def test_follow_logs_streams_every_line_without_holding_them(
 
 def test_follow_logs_reads_in_blocks_not_line_by_line(engine, chatty: str) -> None:
     """Over the engine's unix socket the stream is read in blocks of whatever has arrived
-    (de-chunked by Toolbox): lines come in batches of hundreds, not one HTTP chunk each,
-    which is what keeps a log flood from starving the GUI thread of the GIL."""
+    (de-chunked by Toolbox): when the engine sends faster than the reader takes (a log
+    flood, which is when it matters), a read returns hundreds of lines, not one HTTP chunk
+    each; that is what keeps a flood from starving the GUI thread of the GIL.
+
+    The reader pauses 20 ms after each read so that the engine is the faster side whatever
+    the machine's load: a reader that keeps up gets one line per read by design (CI once saw
+    277, 278, then 1-line reads when dockerd was the slow side)."""
     with EngineConfig.from_url(engine.url).connect() as c:
         stream = c.follow_logs(chatty, tail=20_000)
         sizes: list[int] = []
@@ -77,7 +82,10 @@ def test_follow_logs_reads_in_blocks_not_line_by_line(engine, chatty: str) -> No
             sizes.append(len(batch))
             if sum(sizes) >= 20_000:
                 stream.close()
+            else:
+                time.sleep(0.02)
     assert sum(sizes) == 20_000
+    # One line per HTTP chunk would be 20,000 reads; 50 lines a read in 20 ms is a slow engine.
     assert len(sizes) < 20_000 / 50, f"{len(sizes)} reads for 20,000 lines"
 
 
