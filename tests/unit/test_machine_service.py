@@ -556,14 +556,38 @@ def test_a_cancelled_create_removes_the_vm_it_started(
     cancel = threading.Event()
 
     def progress(report: Progress) -> None:
-        if (report.step, report.done) == ("create.vm", True):
-            cancel.set()  # as the GUI's Cancel button does
+        if (report.step, report.done) == ("create.boot", False):
+            cancel.set()  # as the GUI's Cancel button does, while the VM boots
 
     with pytest.raises(Cancelled) as info:
         service.create(options(), progress, cancel)
     assert "--keep-on-failure" in (info.value.hint or "")
     assert driver.calls == ["create default", "start default", "remove default"]
     _assert_nothing_left(service, driver, "default")
+
+
+@pytest.mark.parametrize("phase", ["image", "keys", "seed", "vm", "boot", "provision", "context"])
+def test_cancel_in_each_phase_stops_there_and_leaves_nothing(
+    service: MachineService, driver: FakeDriver, phase: str
+) -> None:
+    """The GUI's Cancel sets the event while a phase runs: the create stops with Cancelled
+    before the next phase starts, and what it made is removed. (The real phases that take
+    long, the download and waiting for SSH and the provisioning, are cancelled mid-phase in
+    tests/ui/test_create_failures.py and tests/vm/test_app_failures.py.)"""
+    cancel = threading.Event()
+    started: list[str] = []
+
+    def progress(report: Progress) -> None:
+        if report.step.startswith("create.") and report.step.count(".") == 1 and not report.done:
+            started.append(report.step)
+            if report.step == f"create.{phase}":
+                cancel.set()
+
+    with pytest.raises(Cancelled):
+        service.create(options(), progress, cancel)
+    assert started[-1] == f"create.{phase}", started  # no later phase began
+    _assert_nothing_left(service, driver, "default")
+    assert service.create(options()).spec.complete  # and a new try starts afresh
 
 
 def test_keep_on_failure_keeps_the_machine_and_start_continues_it(

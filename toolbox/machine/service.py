@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from toolbox import dockercontext, paths
 from toolbox.errors import (
+    Cancelled,
     DriverError,
     MachineError,
     NotFoundError,
@@ -233,10 +234,22 @@ def console_log_path(name: str) -> Path:
 class _Phases:
     """Times each phase and reports its start and end as ``Progress``."""
 
-    def __init__(self, prefix: str, progress: ProgressCallback | None):
+    def __init__(
+        self,
+        prefix: str,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None = None,
+    ):
         self.prefix = prefix
         self.progress = progress
+        self.cancel = cancel
         self.times: list[PhaseTime] = []
+
+    def check(self, title: str) -> None:
+        """Stop at a phase boundary once the user cancelled: the phases that do not watch the
+        event themselves (keys, seed, the VM's creation, the context) end there."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled(f"Cancelled during: {title}")
 
     def emit(self, report: Progress) -> None:
         if self.progress is not None:
@@ -245,9 +258,11 @@ class _Phases:
     @contextlib.contextmanager
     def phase(self, key: str, title: str) -> Iterator[None]:
         step = f"{self.prefix}.{key}"
+        self.check(title)
         self.emit(Progress(step, title))
         start = time.monotonic()
         yield
+        self.check(title)
         seconds = time.monotonic() - start
         self.times.append(PhaseTime(key, title, seconds))
         self.emit(Progress(step, title, fraction=1.0, done=True))
@@ -514,7 +529,7 @@ class MachineService:
         cancel: threading.Event | None,
     ) -> OperationResult:
         started = time.monotonic()
-        phases = _Phases("create", progress)
+        phases = _Phases("create", progress, cancel)
         files = self.files(spec.name)
         driver = self.driver(spec.driver)
         done_before = spec.create_phase
