@@ -455,7 +455,9 @@ class MachineService:
         It runs after the create released the machine's lock (``remove`` takes it again), so
         a Windows lock file is never deleted while held."""
         try:
-            self.remove(name, force=True)
+            # Its logs stay: the error's hint may name the console log, and the window's
+            # "Show log" opens it. A later create of that name appends to them (rotated).
+            self.remove(name, force=True, keep_logs=True)
         except Exception as exc:  # the create's own error matters more: keep it, say this
             note = (
                 f"Removing the half-made machine {name!r} failed too ({exc}); remove it with "
@@ -847,10 +849,11 @@ class MachineService:
 
     # -- remove ----------------------------------------------------------------------------
 
-    def remove(self, name: str, force: bool = False) -> None:
+    def remove(self, name: str, force: bool = False, keep_logs: bool = False) -> None:
         """Delete the machine: VM, files, console log and Docker context. Without ``force``
         a running machine is refused; with it the VM is killed first, and a damaged record
-        or a failing driver does not stop the files from going."""
+        or a failing driver does not stop the files from going. ``keep_logs`` keeps its logs
+        folder (console, provisioning): a failed create's hint and "Show log" point there."""
         name = validate_name(name)
         directory = self.store.dir_for(name)
         if not directory.exists():
@@ -887,7 +890,8 @@ class MachineService:
                 self._remove_unknown(name)
             dockercontext.remove_context(name, self.docker_config)
             self.store.delete(name)
-            shutil.rmtree(console_log_path(name).parent, ignore_errors=True)
+            if not keep_logs:
+                shutil.rmtree(console_log_path(name).parent, ignore_errors=True)
         self.store.forget_lock(name)
 
     def _remove_unknown(self, name: str) -> None:
