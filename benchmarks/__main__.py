@@ -31,8 +31,18 @@ DEFAULT = (
     "ui_logs",
     "engine_list",
     "ui_table",
+    "app_idle",
 )
-SLOW = ("machine_start", "port_forward_latency", "port_forward_throughput", "share_io", "vm_io")
+SLOW = (
+    "machine_start",
+    "app_launch",
+    "app_launch_running",
+    "app_launch_stopped",
+    "port_forward_latency",
+    "port_forward_throughput",
+    "share_io",
+    "vm_io",
+)
 
 
 def needs_engine(name: str) -> bool:

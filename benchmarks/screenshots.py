@@ -15,6 +15,9 @@ server shows) to ``docs/screenshots/``:
     volumes.png, networks.png
     engine-unreachable.png  the banner after the engine went away
     first-run.png           the guided create a new user sees (empty TOOLBOX_HOME)
+    first-run-progress.png  the same create under way on a real QEMU machine, mid-boot
+    machines.png            the Machines page with that machine running
+    tray-menu.png           the tray menu with the machine's Start/Stop submenu
 
 Nothing here touches the user's folders: TOOLBOX_HOME and DOCKER_CONFIG point at a temp dir.
 
@@ -24,6 +27,7 @@ Nothing here touches the user's folders: TOOLBOX_HOME and DOCKER_CONFIG point at
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -390,9 +394,74 @@ def shoot(daemon: Any, demo: Demo, out: Path) -> int:
     panel = machines.create_panel
     shots.wait(panel.create_button.isEnabled, "the hypervisor probe", timeout=60)
     shots.grab(first, "first-run.png")
+    machine_shots(shots, first, shell, panel)
     first.close()
     shell.shutdown()
     return 0
+
+
+def machine_shots(shots: Shooter, window: Any, shell: Any, panel: Any) -> None:
+    """A real QEMU machine made through the first-run panel (from the locally built image
+    with the engine baked in, so it takes minutes, not ten): its progress mid-boot, the
+    Machines page with it running, and the tray menu. Removed afterwards."""
+    from filelock import FileLock
+    from PySide6.QtCore import QPoint, QRect
+
+    from benchmarks.machine_start import VM_LOCK
+    from benchmarks.vm_io import IMAGE, register_image
+    from ui.tray import _install
+
+    lock = FileLock(VM_LOCK, timeout=3600)  # one VM at a time, as the VM tests
+    lock.acquire()
+    register_image()  # into this run's TOOLBOX_HOME image cache
+    panel._load_images()
+    shots.wait(lambda: panel.image.findData(IMAGE) >= 0, "the local image in the form")
+    panel.image.setCurrentIndex(panel.image.findData(IMAGE))
+    tray = _install(shots.app, window, shell.tasks, shell)
+    try:
+        panel.start_create()
+        shots.wait(
+            lambda: panel.rows["boot"].state == "running" and panel.output.blockCount() >= 6,
+            "the boot phase with console lines",
+            timeout=600,
+        )
+        shots.grab(window, "first-run-progress.png")
+        shots.wait(lambda: panel.mode == "form" and "running" in panel.detail.text(),
+                   "the machine created", timeout=1500)  # fmt: skip
+        machines: Any = window.select_page("machines")
+        shots.wait(lambda: machines.model.rowCount() == 1, "the machine row")
+        shots.wait(
+            lambda: machines.model.versions.get("default"),
+            "the engine version in the row",
+            timeout=120,
+        )
+        machines.view.selectRow(0)
+        shots.grab(window, "machines.png")
+
+        # The tray menu (Xvfb has no tray host, so the menu is shown where a click on the
+        # icon would open it) with the machine's submenu open.
+        tray.refresh()
+        shots.wait(lambda: tray.action("stop:default") is not None, "the tray's machine menu")
+        menu = tray.menu
+        menu.popup(QPoint(700, 60))
+        shots.settle()
+        entry = next(a for a in menu.actions() if a.menu() is not None)
+        menu.setActiveAction(entry)
+        entry.menu().popup(menu.geometry().topRight() + QPoint(0, menu.actionGeometry(entry).y()))
+        shots.settle(1.0)
+        area = QRect(menu.geometry()).united(entry.menu().geometry()).adjusted(-8, -8, 8, 8)
+        screen = shots.app.primaryScreen()
+        pixmap = screen.grabWindow(0, area.x(), area.y(), area.width(), area.height())
+        path = shots.out / "tray-menu.png"
+        pixmap.save(str(path), "PNG", 0)
+        print(f"  {path}: {pixmap.width()}x{pixmap.height()}")
+        shots.saved.append(path)
+        entry.menu().hide()
+        menu.hide()
+    finally:
+        with contextlib.suppress(Exception):
+            shell.machines.remove("default", force=True)
+        lock.release()
 
 
 def demo_teardown(url: str) -> None:

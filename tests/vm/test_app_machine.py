@@ -12,22 +12,29 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import docker
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from tests.e2e.test_machine_e2e import IMAGE
 from tests.harness import import_busybox
+from toolbox.guest.images import LOCAL_ENGINE_IMAGE_NAME
 from toolbox.machine.model import MachineState
-from toolbox.machine.service import MachineService
+from toolbox.machine.service import CreateOptions, MachineService
 from ui.main_window import MainWindow
-from ui.shell import Shell
+from ui.shell import Shell, machine_config
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(2400)]
 
+ENGINE_IMAGE = LOCAL_ENGINE_IMAGE_NAME
 CREATE_WAIT_MS = 1_500_000
 START_WAIT_MS = 600_000
 
@@ -145,3 +152,178 @@ def test_first_run_creates_starts_and_stops_a_machine_from_the_window(
     assert qemu_pid(service, "default") is None
     tasks.shutdown(10_000)
     settings.use_settings_file(None)
+
+
+@pytest.fixture
+def registered_engine_image(engine_guest_image, toolbox_home: Path, tmp_path: Path) -> str:
+    """The locally built image with the engine baked in, in this test's own image cache: the
+    lifecycle below is about the window and the tray, not the install (the first run above and
+    tests/e2e install the engine on the stock image)."""
+    from toolbox.guest.images import ImageStore
+
+    staging = tmp_path / "engine-image"
+    staging.mkdir()
+    copies = {
+        key: Path(shutil.copy2(src, staging / src.name))
+        for key in ("path", "kernel", "initrd")
+        if (src := getattr(engine_guest_image, key)) is not None
+    }
+    ImageStore().add(
+        ENGINE_IMAGE,
+        copies["path"],
+        format=engine_guest_image.format,
+        arch=engine_guest_image.arch,
+        source=f"test copy of {engine_guest_image.path}",
+        kernel=copies.get("kernel"),
+        initrd=copies.get("initrd"),
+        cmdline=engine_guest_image.cmdline,
+    )
+    return ENGINE_IMAGE
+
+
+def wait_seconds(qtbot, condition, timeout_s: float) -> float:
+    """Wait for ``condition`` on the event loop; return how long it took."""
+    started = time.monotonic()
+    qtbot.waitUntil(condition, timeout=int(timeout_s * 1000))
+    return time.monotonic() - started
+
+
+def test_launch_starts_the_stopped_machine_and_the_tray_cli_and_kill_are_followed(
+    qtbot, vm_lock, registered_engine_image, monkeypatch, tmp_path: Path
+) -> None:
+    """With a stopped machine, a launch starts it by itself (the preference's default) and the
+    containers page fills; a `toolbox stop` in a terminal shows as Stopped on the Machines page
+    within 2 s; Start in the tray menu boots qemu again and the containers come back; a
+    `kill -9` of qemu shows as Stopped within 5 s; Stop in the tray menu really ends qemu."""
+    from ui import settings
+    from ui.tasks import TaskRunner
+    from ui.tray import _install
+
+    settings.use_settings_file(tmp_path / "settings.ini")  # never the user's preferences
+    assert settings.Preferences.load().start_on_launch  # on by default
+    monkeypatch.setattr("ui.shell.local_engine_answers", lambda environ=None: None)
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    service = MachineService()
+    started = time.monotonic()
+    service.create(CreateOptions(name="default", image=registered_engine_image))
+    print(f"\ncreate from the engine image: {time.monotonic() - started:.0f} s")
+    config = machine_config(service, "default")
+    high = docker.DockerClient(
+        base_url=config.url,
+        tls=docker.tls.TLSConfig(
+            client_cert=(str(config.tls_cert), str(config.tls_key)),
+            ca_cert=str(config.tls_ca),
+            verify=True,
+        ),
+    )
+    import_busybox(high, workdir=tmp_path / "busybox")
+    high.containers.create("busybox:latest", ["true"], name="kept")
+    high.close()
+    service.stop("default")
+    assert qemu_pid(service, "default") is None
+
+    # Launch: the stopped machine starts by itself and the containers page fills.
+    tasks = TaskRunner()
+    window = MainWindow(tasks, "")
+    qtbot.addWidget(window)
+    window.resize(1100, 700)
+    window.show()
+    shell = Shell(window, tasks, service, argparse.Namespace(engine=None, context=None))
+    tray = _install(QApplication.instance(), window, tasks, shell)
+    shell.launch()
+    took = wait_seconds(
+        qtbot, lambda: shell.session is not None and shell.session.connected, START_WAIT_MS / 1000
+    )
+    print(f"launch with the machine stopped -> engine connected: {took:.0f} s")
+    first_pid = qemu_pid(service, "default")
+    assert first_pid is not None
+    window.select_page("containers")
+    qtbot.waitUntil(lambda: window.page("containers") is not None, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: any(c.name == "kept" for c in window.page("containers").model.records()),
+        timeout=60_000,
+    )
+
+    # A stop in a terminal: the Machines page shows it within 2 s of the command returning.
+    window.select_page("machines")
+    page = window.page("machines")
+    qtbot.waitUntil(
+        lambda: (
+            page.model.rowCount() == 1
+            and page.model.record_for("default").state is MachineState.RUNNING
+        ),
+        timeout=10_000,
+    )
+    subprocess.run([sys.executable, "-m", "toolbox", "stop", "default"], check=True, timeout=180)
+    took = wait_seconds(
+        qtbot, lambda: page.model.record_for("default").state is MachineState.STOPPED, 2.0
+    )
+    print(f"`toolbox stop` in a terminal -> Stopped on the Machines page: {took:.2f} s")
+    qtbot.waitUntil(lambda: state_in_tray(tray) is MachineState.STOPPED, timeout=15_000)
+
+    # Start from the tray menu: qemu comes back, and so do the containers.
+    action = tray.action("start:default")
+    assert action is not None and action.isEnabled()
+    action.trigger()
+    qtbot.waitUntil(
+        lambda: shell.session is not None and shell.session.connected, timeout=START_WAIT_MS
+    )
+    second_pid = qemu_pid(service, "default")
+    assert second_pid not in (None, first_pid)
+    window.select_page("containers")
+    qtbot.waitUntil(
+        lambda: (
+            window.page("containers") is not None
+            and any(c.name == "kept" for c in window.page("containers").model.records())
+        ),
+        timeout=60_000,
+    )
+
+    # kill -9 of qemu: Stopped on the Machines page within 5 s.
+    window.select_page("machines")
+    qtbot.waitUntil(
+        lambda: page.model.record_for("default").state is MachineState.RUNNING, timeout=10_000
+    )
+    assert second_pid is not None
+    os.kill(second_pid, signal.SIGKILL)
+    took = wait_seconds(
+        qtbot, lambda: page.model.record_for("default").state is MachineState.STOPPED, 5.0
+    )
+    print(f"kill -9 of qemu -> Stopped on the Machines page: {took:.2f} s")
+
+    # Start again from the tray, then Stop from the tray: qemu really exits.
+    qtbot.waitUntil(lambda: state_in_tray(tray) is MachineState.STOPPED, timeout=15_000)
+    tray.action("start:default").trigger()
+    qtbot.waitUntil(
+        lambda: shell.session is not None and shell.session.connected, timeout=START_WAIT_MS
+    )
+    qtbot.waitUntil(lambda: state_in_tray(tray) is MachineState.RUNNING, timeout=15_000)
+    third_pid = qemu_pid(service, "default")
+    assert third_pid not in (None, second_pid)
+    stop = tray.action("stop:default")
+    assert stop is not None and stop.isEnabled()
+    stop.trigger()
+    qtbot.waitUntil(lambda: qemu_pid(service, "default") is None, timeout=120_000)
+    qtbot.waitUntil(lambda: state_in_tray(tray) is MachineState.STOPPED, timeout=15_000)
+    assert process_gone(third_pid)  # the process ended, not just its pid file
+
+    window.close()
+    if shell.session is not None:
+        shell.session.close()
+    service.remove("default", force=True)
+    tasks.shutdown(10_000)
+    settings.use_settings_file(None)
+
+
+def state_in_tray(tray) -> MachineState | None:
+    return next((s.state for s in tray.statuses if s.name == "default"), None)
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie (qemu is this test process's child here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"

@@ -110,6 +110,7 @@ def _fetch_kernel(cache: Path) -> Path:
     tmp = cache / "kernel-root.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True, timeout=300)
+    shutil.rmtree(root, ignore_errors=True)  # an incomplete one (an interrupted unpack)
     tmp.rename(root)
     for deb in debs:
         deb.unlink()
