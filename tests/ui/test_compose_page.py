@@ -73,7 +73,9 @@ def test_project_row_services_collapse_and_actions(qtbot, containers_page, proje
     assert panel.open_folder(lambda url: opened.append(url) or True)
     assert opened == [QUrl.fromLocalFile(str(tmp_path))]
 
-    panel.project_action("remove")
+    box = panel.confirm_remove()
+    assert box is not None and name in box.text()
+    next(b for b in box.buttons() if b.text() == "Remove").click()
     qtbot.waitUntil(lambda: not panel.project_row(name).isValid(), timeout=30_000)
     assert name not in panel.projects
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -65,6 +66,7 @@ class ComposePanel(QWidget):
         self.logs: ProjectLogs | None = None
         self.logs_project: ComposeProject | None = None
         self.last_error: ErrorDialog | None = None
+        self.confirm_box: QMessageBox | None = None
         self._signature: tuple[Any, ...] = ()
         self._known: set[str] = set()  # projects already shown (new ones start expanded)
 
@@ -87,7 +89,7 @@ class ComposePanel(QWidget):
             ("start", "Start", lambda: self.project_action("start")),
             ("stop", "Stop", lambda: self.project_action("stop")),
             ("restart", "Restart", lambda: self.project_action("restart")),
-            ("remove", "Remove", lambda: self.project_action("remove")),
+            ("remove", "Remove", self.confirm_remove),
             ("logs", "Logs", self.follow_selected_logs),
             ("folder", "Open folder", self.open_folder),
         ):
@@ -243,6 +245,33 @@ class ComposePanel(QWidget):
             what=f"{verb} project {project.name}",
             owner=self,
         )
+
+    def confirm_remove(self) -> QMessageBox | None:
+        """Ask before removing the project's containers and networks."""
+        project = self.selected_project()
+        if project is None:
+            return None
+        box = QMessageBox(self.window())
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Remove compose project")
+        box.setText(f"Remove project {project.name}?")
+        box.setInformativeText(
+            f"Its {len(project.containers)} containers (running ones are stopped first) and "
+            "its networks are removed; named volumes are kept."
+        )
+        remove = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+        def finished() -> None:
+            if box.clickedButton() is remove:
+                self.project_action("remove", project.name)
+            self.confirm_box = None
+
+        box.finished.connect(lambda _r: finished())
+        self.confirm_box = box
+        box.open()
+        return box
 
     def open_folder(self, opener: Callable[[QUrl], bool] = QDesktopServices.openUrl) -> bool:
         project = self.selected_project()
