@@ -57,6 +57,13 @@ def test_project_row_services_collapse_and_actions(qtbot, containers_page, proje
     panel.tree.collapse(index)
     assert not panel.tree.isExpanded(index)
 
+    # A service's container leads to its row in the containers table.
+    child = panel.model.index(1, 0, index)
+    panel.tree.doubleClicked.emit(child)
+    assert containers_page.tabs.currentIndex() == 0
+    assert [c.name for c in containers_page.selected()] == [child.siblingAtColumn(2).data()]
+    containers_page.tabs.setCurrentWidget(panel)
+
     panel.select_project(name)
     assert panel.project_actions["stop"].isEnabled()
     panel.project_action("stop")

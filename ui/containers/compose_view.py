@@ -7,7 +7,8 @@ The tree is rebuilt from the page's list records (no engine request) and only wh
 projects changed; expanded rows stay expanded. Everything slow runs through the task runner.
 
 Signals:
-    busy_changed(bool): a compose command or a log follow started or ended.
+    busy_changed(bool): a compose command started or ended.
+    container_activated(str): a container row was double-clicked (its id).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class ComposePanel(QWidget):
     """Projects tree + actions + log pane; see the module docstring."""
 
     busy_changed = Signal(bool)
+    container_activated = Signal(str)
 
     def __init__(self, session: EngineSession, parent: QWidget | None = None):
         super().__init__(parent)
@@ -79,6 +81,7 @@ class ComposePanel(QWidget):
         self.tree.setColumnWidth(0, 240)
         self.tree.setColumnWidth(1, 110)
         self.tree.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
+        self.tree.doubleClicked.connect(self._activated)
 
         self.toolbar = QToolBar()
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
@@ -186,6 +189,11 @@ class ComposePanel(QWidget):
         for item in (name, state, folder):
             item.setEditable(False)
         return [name, state, folder]
+
+    def _activated(self, index: QModelIndex) -> None:
+        container_id = index.data(CONTAINER_ROLE)
+        if container_id:
+            self.container_activated.emit(str(container_id))
 
     def project_row(self, name: str) -> QModelIndex:
         for r in range(self.model.rowCount()):

@@ -205,6 +205,7 @@ class ContainersPage(Page):
         self.tabs.setObjectName("containersTabs")
         self.tabs.addTab(table_holder, "Containers")
         self.tabs.addTab(self.compose, "Compose projects")
+        self.compose.container_activated.connect(self.show_container)
         self.splitter.addWidget(self.tabs)
         self.splitter.addWidget(self.details)
         self.splitter.setSizes([420, 260])
@@ -258,6 +259,11 @@ class ContainersPage(Page):
     def selected(self) -> list[Container]:
         rows = self.view.selectionModel().selectedRows()
         return [self.proxy.record_at(index.row()) for index in sorted(rows, key=QModelIndex.row)]
+
+    def show_container(self, container_id: str) -> None:
+        """Back to the containers table with this container selected (from the projects)."""
+        self.tabs.setCurrentIndex(0)
+        self.select_ids([container_id])
 
     def select_ids(self, ids: list[str]) -> None:
         """Select the rows of these containers (used after Run, and by tests)."""
