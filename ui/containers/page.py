@@ -7,7 +7,8 @@ failures are collected and shown once: what failed, why, what to do. The status 
 columns are re-rendered locally by a slow timer that only runs while the page is visible.
 The CPU % and Memory columns (a toggle, remembered) show the ``StatsMonitor``'s last reading of
 each running container; it reads only the visible running rows, and streams the selected one
-for the Stats tab, only while the page is visible.
+for the Stats tab, only while the page is visible. The "Compose projects" tab groups the same
+records by their compose labels (``ui/containers/compose_view.py``), with project actions.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QSplitter,
+    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -37,6 +39,7 @@ from PySide6.QtWidgets import (
 from toolbox.engine.records import Container, ContainerState
 from toolbox.errors import ToolboxError
 from ui.containers import terminal
+from ui.containers.compose_view import ComposePanel
 from ui.containers.console import ExecConsole
 from ui.containers.details import DetailsPane
 from ui.containers.model import NAME, PORTS, STATS_COLUMNS, ContainersModel
@@ -197,7 +200,13 @@ class ContainersPage(Page):
         table_layout.addLayout(bottom)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.setObjectName("containersSplitter")  # its sizes are remembered
-        self.splitter.addWidget(table_holder)
+        self.compose = ComposePanel(self.session)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("containersTabs")
+        self.tabs.addTab(table_holder, "Containers")
+        self.tabs.addTab(self.compose, "Compose projects")
+        self.compose.container_activated.connect(self.show_container)
+        self.splitter.addWidget(self.tabs)
         self.splitter.addWidget(self.details)
         self.splitter.setSizes([420, 260])
         layout = QVBoxLayout(self)
@@ -217,6 +226,7 @@ class ContainersPage(Page):
 
         self.session.containers_changed.connect(self.apply)
         self.session.state_changed.connect(lambda *_: self._update_actions())
+        self.session.state_changed.connect(lambda *_: self.compose.update_actions())
         if self.session.has_snapshot:
             self.apply(Delta(tuple(self.session.containers()), complete=True))
         self._selection_changed()
@@ -226,6 +236,7 @@ class ContainersPage(Page):
     def apply(self, delta: Delta) -> None:
         """A change from the session: update rows in place, keep selection and scroll."""
         apply_delta(self.model, delta)
+        self.compose.set_containers(self.model.records())  # from the records: no request
         if delta.complete:
             present = set(self.model.keys())
             self.stats.forget([cid for cid in self.stats.book.containers() if cid not in present])
@@ -248,6 +259,11 @@ class ContainersPage(Page):
     def selected(self) -> list[Container]:
         rows = self.view.selectionModel().selectedRows()
         return [self.proxy.record_at(index.row()) for index in sorted(rows, key=QModelIndex.row)]
+
+    def show_container(self, container_id: str) -> None:
+        """Back to the containers table with this container selected (from the projects)."""
+        self.tabs.setCurrentIndex(0)
+        self.select_ids([container_id])
 
     def select_ids(self, ids: list[str]) -> None:
         """Select the rows of these containers (used after Run, and by tests)."""
@@ -331,6 +347,7 @@ class ContainersPage(Page):
         self.page_hidden()
         self.stats.close()
         self.details.shutdown()
+        self.compose.shutdown()
         for console in self.consoles:
             console.close_session()
 
