@@ -313,3 +313,27 @@ def test_cancel_stops_a_long_step(
         timeout=30,
         what="the build container to stop",
     )
+
+
+def test_cli_build_prints_steps_and_fails_with_the_step(
+    engine, docker_client, base: str, name: str, ctx: Path, capsys
+) -> None:
+    from toolbox import cli
+    from toolbox.errors import EXIT_ENGINE, EXIT_USAGE
+
+    write(ctx, {"Dockerfile": f"FROM {base}\nARG V\nRUN echo cli-$V\n"})
+    tag = f"{name}:cli"
+    argv = ["build", str(ctx), "-t", tag, "--build-arg", "V=9", "--engine", engine.url]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    steps = [line for line in out if line.startswith("Step ")]
+    assert steps == [f"Step 1/3 : FROM {base}", "Step 2/3 : ARG V", "Step 3/3 : RUN echo cli-$V"]
+    assert "cli-9" in out and out[-1].endswith(f" as {tag}")
+    assert docker_client.images.get(tag)
+
+    assert cli.main(["build", str(ctx), "--build-arg", "V", "--engine", engine.url]) == EXIT_USAGE
+    assert "KEY=VALUE" in capsys.readouterr().err
+    write(ctx, {"Dockerfile": f"FROM {base}\nRUN false\n"})
+    assert cli.main(["build", str(ctx), "-q", "--engine", engine.url]) == EXIT_ENGINE
+    err = capsys.readouterr().err
+    assert "Error: Step 2/2: RUN false failed: exited with code 1" in err
