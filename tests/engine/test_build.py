@@ -4,6 +4,9 @@ cancel of a long step; then the built image's history against its Dockerfile."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import tarfile
 import threading
 import time
@@ -337,3 +340,47 @@ def test_cli_build_prints_steps_and_fails_with_the_step(
     assert cli.main(["build", str(ctx), "-q", "--engine", engine.url]) == EXIT_ENGINE
     err = capsys.readouterr().err
     assert "Error: Step 2/2: RUN false failed: exited with code 1" in err
+
+
+DOCKER_CLI = shutil.which("docker")
+
+
+@pytest.mark.skipif(DOCKER_CLI is None, reason="the docker CLI is not installed")
+def test_context_matches_the_docker_cli(
+    engine, docker_client, client: EngineClient, base: str, name: str, ctx: Path
+) -> None:
+    """The same folder and .dockerignore built by the docker CLI (legacy builder) and by
+    Toolbox: ``COPY . /ctx`` sees exactly the same files."""
+    write(
+        ctx,
+        {
+            "Dockerfile": f"FROM {base}\nCOPY . /ctx\n",
+            ".dockerignore": "# comment\n**/*.tmp\n!keep/**/*.tmp\nlogs\n!logs/important.log\n"
+            "/build/\nsrc/*/generated\n  spaced.txt  \n! notes.md\n*.md\n!README.md\n",
+            "a.tmp": "",
+            "keep/deep/b.tmp": "",
+            "keep/c.txt": "",
+            "logs/x.log": "",
+            "logs/important.log": "",
+            "build/out.bin": "",
+            "src/mod/generated/g.py": "",
+            "src/mod/real.py": "",
+            "spaced.txt": "",
+            "notes.md": "",
+            "README.md": "",
+            "other.md": "",
+        },
+    )
+    listing = "find /ctx | sort"
+    env = {**os.environ, "DOCKER_HOST": engine.url, "DOCKER_BUILDKIT": "0"}
+    cli_tag = f"{name}:cli"
+    subprocess.run(
+        [DOCKER_CLI or "docker", "build", "-q", "-t", cli_tag, str(ctx)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    ours = build_image(client, BuildSpec(ctx, tags=(f"{name}:ours",)))
+    expected = run_in(docker_client, cli_tag, listing)
+    assert run_in(docker_client, ours.image_id, listing) == expected
+    assert "/ctx/keep/deep/b.tmp" in expected and "/ctx/a.tmp" not in expected
