@@ -843,6 +843,40 @@ def cmd_image_import(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------------
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """``toolbox build``: build an image on the engine the docker CLI would use."""
+    from pathlib import Path
+
+    from toolbox.engine.build import BuildEvent, BuildEventKind, BuildSpec, build_image
+    from toolbox.engine.build import parse_build_args as build_args
+    from toolbox.engine.resolve import resolve_engine
+
+    spec = BuildSpec(
+        Path(args.path),
+        dockerfile=args.file or "Dockerfile",
+        tags=tuple(args.tag or ()),
+        build_args=build_args(args.build_arg or (), "--build-arg"),
+        target=args.target,
+        no_cache=args.no_cache,
+        pull=args.pull,
+    )
+
+    def show(event: BuildEvent) -> None:
+        if event.kind is BuildEventKind.STEP:
+            print(f"Step {event.step}/{event.total} : {event.text}", flush=True)
+        elif event.kind is BuildEventKind.OUTPUT:
+            print(event.text, flush=True)
+
+    with resolve_engine(args.engine, args.context).connect() as client:
+        result = build_image(client, spec, None if args.quiet else show)
+    if args.quiet:
+        print(", ".join(result.tags) or result.image_id)
+    else:
+        named = f" as {', '.join(result.tags)}" if result.tags else ""
+        print(f"Built {result.short_id}{named}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="toolbox",
@@ -860,6 +894,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(handler=handler, top=name)
         return p
+
+    p = add("build", cmd_build, "build an image from a folder with a Dockerfile")
+    p.add_argument("path", metavar="PATH", help="the build context (a folder)")
+    p.add_argument("-f", "--file", help="the Dockerfile, inside PATH (default: PATH/Dockerfile)")
+    p.add_argument("-t", "--tag", action="append", help="name:tag for the image (repeatable)")
+    p.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="(repeatable)")
+    p.add_argument("--target", help="build up to this stage of a multi-stage Dockerfile")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--pull", action="store_true", help="always pull newer base images")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the tag or image id")
+    p.add_argument("-H", "--engine", help="engine address (default: as the docker CLI picks)")
+    p.add_argument("--context", help="Docker CLI context to use")
 
     p = add("create", cmd_create, "create a machine (or continue an interrupted create)")
     _add_name(p)

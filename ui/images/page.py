@@ -1,5 +1,5 @@
-"""The Images page: a live table of images (a row per repository:tag) with pull, push, tag,
-run, remove and prune.
+"""The Images page: a live table of images (a row per repository:tag) with build, pull, push,
+tag, run, remove and prune, and a details pane (history, inspect) for the selected image.
 
 Rows follow the session's image deltas (a re-list after each image event), diffed into the
 model so selection and scroll survive; an image pulled, tagged or removed from a terminal shows
@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QCheckBox, QMessageBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from toolbox.engine.parse import format_size
 from toolbox.engine.records import Container, Image, PruneResult, image_rows
 from toolbox.errors import ToolboxError
+from ui.images.build_dialog import BuildDialog
+from ui.images.details import ImageDetails
 from ui.images.model import REPOSITORY, ImagesModel, row_key, row_label, row_target
 from ui.images.tag_dialog import TagDialog
 from ui.images.transfer import Transfer, TransferDialog
@@ -66,6 +68,9 @@ class ImagesPage(ListPage):
         self.last_prune: PruneResult | None = None
         self.last_removal: BulkRun | None = None
 
+        self.add_action(
+            "build", "Build…", "Ctrl+B", self.open_build_dialog, "Build an image from a folder"
+        )
         self.add_action("pull", "Pull…", "Ctrl+N", self.open_pull_dialog, "Pull an image")
         self.add_action(
             "push", "Push…", "Ctrl+Shift+U", self.open_push_dialog, "Push to a registry"
@@ -82,6 +87,19 @@ class ImagesPage(ListPage):
             "Remove the untagged images nothing uses", in_menu=False,
         )  # fmt: skip
         self.view.doubleClicked.connect(lambda _index: self.open_run_dialog())
+
+        # The table over the details pane (history, inspect) of the one selected image.
+        self.details = ImageDetails(self.session)
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        position = layout.indexOf(self.view)
+        layout.removeWidget(self.view)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setObjectName("imagesSplitter")
+        self.splitter.addWidget(self.view)
+        self.splitter.addWidget(self.details)
+        self.splitter.setSizes([420, 220])
+        layout.insertWidget(position, self.splitter, 1)
 
         self.tick_timer = QTimer(self)
         self.tick_timer.setInterval(TICK_MS)
@@ -131,7 +149,7 @@ class ImagesPage(ListPage):
     def shutdown(self) -> None:
         self.page_hidden()
         for dialog in self.dialogs:
-            if isinstance(dialog, TransferDialog):
+            if isinstance(dialog, TransferDialog | BuildDialog):
                 dialog.cancel()
 
     # -- actions ------------------------------------------------------------------------------
@@ -140,18 +158,35 @@ class ImagesPage(ListPage):
         selected = self.selected()
         online = self.session.connected
         single = len(selected) == 1
+        self.actions_by_key["build"].setEnabled(online)
         self.actions_by_key["pull"].setEnabled(online)
         self.actions_by_key["push"].setEnabled(online)
         self.actions_by_key["tag"].setEnabled(online and single)
         self.actions_by_key["run"].setEnabled(online and single)
         self.actions_by_key["remove"].setEnabled(online and bool(selected))
         self.actions_by_key["prune"].setEnabled(online)
+        self.details.show_image(selected[0].image if single and online else None)
 
     def _keep(self, dialog: QWidget) -> None:
         self.dialogs.append(dialog)
         dialog.finished.connect(  # type: ignore[attr-defined]
             lambda _r: self.dialogs.remove(dialog) if dialog in self.dialogs else None
         )
+
+    def open_build_dialog(self, folder: str = "") -> BuildDialog:
+        dialog = BuildDialog(self.session, folder, parent=self.window())
+        dialog.built.connect(self._built)
+        self._keep(dialog)
+        dialog.open()
+        return dialog
+
+    def _built(self, image_id: str, tag: str) -> None:
+        """Select the new image (once its row arrives through the session's events)."""
+        key = tag or image_id
+        self.message.setText(f"Built {tag or image_id.split(':', 1)[-1][:12]}.")
+        self.pending_select = key
+        if self.select_keys([key]):
+            self.pending_select = None
 
     def open_pull_dialog(self, reference: str = "") -> TransferDialog:
         dialog = TransferDialog(self.session, Transfer.PULL, reference, parent=self.window())
