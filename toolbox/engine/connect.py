@@ -9,7 +9,6 @@ The docker-py client made from it is in ``toolbox.engine.apiclient``, the errors
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Re-exported: defined here before the engine package was split by concern.
+from toolbox import dockercontext
 from toolbox.engine.apiclient import (  # noqa: F401
     DEFAULT_TIMEOUT,
     PinnedAPIClient,
@@ -113,36 +113,31 @@ class EngineConfig:
         config_dir = Path(docker_config_dir) if docker_config_dir else _default_config_dir()
         if name == DEFAULT_CONTEXT:
             return cls(default_url(), name=DEFAULT_CONTEXT, context=DEFAULT_CONTEXT)
-        digest = _context_digest(name)
-        meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            found = dockercontext.read_context(name, config_dir)
+        except dockercontext.ContextUnreadable as exc:
+            raise UsageError(
+                f"Docker context {name!r} cannot be read "
+                f"({dockercontext.meta_dir(name, config_dir) / 'meta.json'}): {exc.details or exc}",
+                hint=f"Re-create it, or remove it with `docker context rm {name}`.",
+            ) from exc
+        if found is None:
             raise NotFoundError(
                 f"There is no Docker context named {name!r}",
                 hint="List the contexts with `docker context ls`.",
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise UsageError(
-                f"Docker context {name!r} cannot be read ({meta_path}): {exc}",
-                hint=f"Re-create it, or remove it with `docker context rm {name}`.",
-            ) from exc
-        endpoint = ((meta.get("Endpoints") or {}) if isinstance(meta, dict) else {}).get(
-            "docker"
-        ) or {}
-        host = endpoint.get("Host")
-        if not host:
+            )
+        if not found.host:
             raise UsageError(
                 f"Docker context {name!r} has no Docker endpoint",
                 hint=f"Inspect it with `docker context inspect {name}`.",
             )
-        tls_dir = config_dir / "contexts" / "tls" / digest / "docker"
+        tls_dir = dockercontext.tls_dir(name, config_dir) / "docker"
         return cls(
-            normalise_url(str(host)),
+            normalise_url(found.host),
             tls_ca=_existing(tls_dir / CA_FILE),
             tls_cert=_existing(tls_dir / CERT_FILE),
             tls_key=_existing(tls_dir / KEY_FILE),
-            tls_verify=not endpoint.get("SkipTLSVerify", False),
+            tls_verify=not found.skip_tls_verify,
             name=name,
             context=name,
             docker_config=Path(docker_config_dir) if docker_config_dir else None,
