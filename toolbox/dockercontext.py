@@ -1,6 +1,9 @@
 """A Docker CLI context per machine, so ``docker --context toolbox-NAME ...`` (or
 ``docker context use``) reaches the machine's engine with its TLS client certificate.
 
+This is the one module that reads and writes the Docker CLI's contexts and ``config.json``
+(``toolbox.engine.connect`` and ``toolbox.engine.resolve`` read them through it).
+
 The store layout is the Docker CLI's: ``$DOCKER_CONFIG/contexts/meta/<sha256(name)>/meta.json``
 and ``contexts/tls/<sha256(name)>/docker/{ca,cert,key}.pem``. Contexts Toolbox writes carry
 ``Metadata.ToolboxMachine``; a context of the same name made by someone else is never
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolbox.errors import MachineError
-from toolbox.machine.store import atomic_write_text
+from toolbox.fsutil import atomic_write_text
 
 CONTEXT_PREFIX = "toolbox-"
 MARKER = "ToolboxMachine"
@@ -51,6 +54,11 @@ def tls_dir(name: str, config_dir: Path) -> Path:
     return config_dir / "contexts" / "tls" / _digest(name)
 
 
+class ContextUnreadable(MachineError):
+    """A Docker context's ``meta.json`` (or the CLI's ``config.json``) exists but cannot be
+    read or is not what the Docker CLI writes."""
+
+
 @dataclass(frozen=True)
 class DockerContext:
     """A context as the Docker CLI stores it (the parts Toolbox uses)."""
@@ -71,11 +79,17 @@ def read_context(name: str, config_dir: Path | None = None) -> DockerContext | N
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except ValueError as exc:
-        raise MachineError(
+    except (OSError, ValueError) as exc:
+        raise ContextUnreadable(
             f"Docker context file {path} is not valid JSON",
             hint=f"Remove it with `docker context rm {name}` and retry.",
+            details=str(exc),
         ) from exc
+    if not isinstance(raw, dict):
+        raise ContextUnreadable(
+            f"Docker context file {path} is not a JSON object",
+            hint=f"Remove it with `docker context rm {name}` and retry.",
+        )
     endpoint = (raw.get("Endpoints") or {}).get("docker") or {}
     metadata = raw.get("Metadata") or {}
     tls_path = tls_dir(name, config_dir) / "docker"
@@ -154,13 +168,14 @@ def _read_config(config_dir: Path) -> dict[str, object]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except ValueError as exc:
-        raise MachineError(
+    except (OSError, ValueError) as exc:
+        raise ContextUnreadable(
             f"Docker CLI config {path} is not valid JSON",
             hint="Fix the file by hand; Toolbox does not rewrite a file it cannot read.",
+            details=str(exc),
         ) from exc
     if not isinstance(raw, dict):
-        raise MachineError(f"Docker CLI config {path} is not a JSON object")
+        raise ContextUnreadable(f"Docker CLI config {path} is not a JSON object")
     return raw
 
 

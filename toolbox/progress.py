@@ -21,6 +21,7 @@ class Progress:
     current: int | None = None  # bytes or items done, when meaningful
     total: int | None = None
     done: bool = False
+    skipped: bool = False  # done, by an earlier run: nothing was done this time
 
 
 ProgressCallback = Callable[[Progress], None]

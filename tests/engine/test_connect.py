@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -202,3 +203,15 @@ def test_normalise_url() -> None:
         normalise_url("ftp://x")
     with pytest.raises(UsageError):
         normalise_url("  ")
+
+
+def test_engine_that_never_answers_is_told_apart_by_type() -> None:
+    """A port that accepts but never answers: the timeout is recognised by the exception's
+    type (requests/urllib3 timeouts), not by its text."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        config = EngineConfig.from_url(f"tcp://127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(EngineUnreachable, match="did not answer in time") as info:
+            config.connect(timeout=1)
+    assert "wait a moment" in (info.value.hint or "")

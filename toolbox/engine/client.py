@@ -2,8 +2,10 @@
 over docker-py's low-level ``APIClient`` only.
 
 List paths make one request each (never an inspect per row). The engine's errors come out as
-``EngineError`` / ``EngineUnreachable`` / ``NotFoundError`` in plain words with a hint.
-An ``EngineClient`` belongs to one thread; make one per worker with ``EngineConfig.connect()``.
+``EngineError`` / ``EngineUnreachable`` / ``NotFoundError`` in plain words with a hint
+(``toolbox.engine.errors``). An ``EngineClient`` belongs to one thread; make one per worker
+with ``connect(config)`` here or ``EngineConfig.connect()``. Its streams and exec sessions
+live in ``toolbox.engine.sessions``, the run-spec conversion in ``toolbox.engine.runspec``.
 """
 
 from __future__ import annotations
@@ -11,30 +13,29 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import re
-import socket
-import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import docker
 import requests
 from docker import auth
 
-from toolbox.engine.connect import EngineConfig, unreachable
-from toolbox.engine.parse import (
-    EnvVar,
-    ImageRef,
-    PortSpec,
-    RestartPolicy,
-    VolumeSpec,
-    parse_image_ref,
-)
+from toolbox.engine.apiclient import DEFAULT_TIMEOUT, make_api_client
+from toolbox.engine.connect import EngineConfig
+
+# Imports marked `noqa: F401` or written `X as X` are re-exports: these names were defined
+# or imported here before the engine package was split by concern, and other code imports
+# them from toolbox.engine.client.
+from toolbox.engine.errors import _first, translate_api_error, unreachable  # noqa: F401
+from toolbox.engine.parse import EnvVar as EnvVar
+from toolbox.engine.parse import ImageRef, parse_image_ref
+from toolbox.engine.parse import PortSpec as PortSpec
+from toolbox.engine.parse import RestartPolicy as RestartPolicy
+from toolbox.engine.parse import VolumeSpec as VolumeSpec
 from toolbox.engine.records import (
     Container,
     EngineInfo,
-    Event,
     Image,
     LogLine,
     Network,
@@ -44,23 +45,36 @@ from toolbox.engine.records import (
     Volume,
     parse_timestamp,
 )
-from toolbox.engine.streams import (
-    STREAM_ERRORS,
-    CancelWatch,
-    ClosableStream,
-    FrameDecoder,
-    JSONStreamDecoder,
-    LogDecoder,
-    ProgressTracker,
-    response_socket,
+from toolbox.engine.records import Event as Event
+from toolbox.engine.runspec import (  # noqa: F401
+    _CARRIED,
+    _host_config,
+    _port_key,
+    _volume_from_bind,
+    container_config,
+    recreate_config,
+    spec_from_inspect,
 )
+from toolbox.engine.sessions import (
+    EventStream,
+    ExecSession,
+    LogStream,
+    _JSONMessages,
+    buffered_bytes,
+)
+from toolbox.engine.sessions import buffered_bytes as _buffered  # noqa: F401
+from toolbox.engine.streams import STREAM_ERRORS, CancelWatch, ProgressTracker, response_socket
+from toolbox.engine.streams import ClosableStream as ClosableStream
+from toolbox.engine.streams import FrameDecoder as FrameDecoder
+from toolbox.engine.streams import JSONStreamDecoder as JSONStreamDecoder
+from toolbox.engine.streams import LogDecoder as LogDecoder
 from toolbox.errors import (
     Cancelled,
     EngineError,
-    EngineUnreachable,
     NotFoundError,
     ToolboxError,
 )
+from toolbox.errors import EngineUnreachable as EngineUnreachable
 
 T = TypeVar("T")
 ProgressCallback = Callable[[PullProgress], None]
@@ -69,332 +83,11 @@ RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
 
-# --------------------------------------------------------------------------------------
-# The engine's errors in plain words
-
-
-def _first(pattern: str, text: str) -> str | None:
-    match = re.search(pattern, text)
-    return match.group(1) if match else None
-
-
-def translate_api_error(
-    exc: docker.errors.APIError, action: str, subject: str | None = None
-) -> ToolboxError:
-    """Turn the engine's refusal of ``action`` on ``subject`` into a ToolboxError with a hint;
-    the engine's own text goes to ``details``."""
-    text = str(exc.explanation or exc)
-    lowered = text.lower()
-    what = f" {subject}" if subject else ""
-    status = exc.status_code or 0
-
-    if "port is already allocated" in lowered or "address already in use" in lowered:
-        port = _first(r":(\d+)(?: failed|: bind|\D*$)", text) or "?"
-        return EngineError(
-            f"Port {port} is already in use on the engine's host",
-            hint=f"Choose another host port, or stop whatever uses port {port}.",
-            details=text,
-        )
-    if "iptables failed" in lowered or "programming external connectivity" in lowered:
-        return EngineError(
-            "The engine could not set up the port forwarding for the container",
-            hint="Restart the engine (stop and start the machine); its firewall rules are "
-            "out of step.",
-            details=text,
-        )
-    if "is already in use by container" in lowered:
-        name = _first(r'name "/?([^"]+)" is already in use', text) or subject or "?"
-        return EngineError(
-            f"The name {name!r} is already used by another container",
-            hint="Pick another name, or remove or rename the other container.",
-            details=text,
-        )
-    if "no such image" in lowered or isinstance(exc, docker.errors.ImageNotFound):
-        image = _first(r"[Nn]o such image: (\S+)", text) or subject or "?"
-        return NotFoundError(
-            f"Image {image} is not on the engine",
-            hint=f"Pull it first (`docker pull {image}` or Images > Pull), or check the name.",
-            details=text,
-        )
-    if (
-        "pull access denied" in lowered
-        or "manifest unknown" in lowered
-        or "repository does not exist" in lowered
-        or ("not found" in lowered and "manifest" in lowered)
-    ):
-        return NotFoundError(
-            f"Image{what} was not found in its registry",
-            hint="Check the name and tag; a private image needs `docker login` first.",
-            details=text,
-        )
-    if "no such container" in lowered:
-        return NotFoundError(
-            f"Container{what} does not exist",
-            hint="It may have been removed; refresh the list.",
-            details=text,
-        )
-    if "no such volume" in lowered or ("volume" in lowered and status == 404):
-        return NotFoundError(f"Volume{what} does not exist", hint="Refresh the list.", details=text)
-    if "network" in lowered and ("not found" in lowered or status == 404):
-        return NotFoundError(
-            f"Network{what} does not exist", hint="Refresh the list.", details=text
-        )
-    if "cannot remove a running container" in lowered or ("stop the container before" in lowered):
-        return EngineError(
-            f"Container{what} is running",
-            hint="Stop it first, or remove it with force.",
-            details=text,
-        )
-    if "volume is in use" in lowered:
-        return EngineError(
-            f"Volume{what} is in use by a container",
-            hint="Remove the containers that use it first.",
-            details=text,
-        )
-    if "has active endpoints" in lowered:
-        return EngineError(
-            f"Network{what} still has containers attached",
-            hint="Disconnect or remove the containers on it first.",
-            details=text,
-        )
-    if (
-        "must force" in lowered
-        or "must be forced" in lowered
-        or "image is being used" in lowered
-        or "is using its referenced image" in lowered
-    ):
-        return EngineError(
-            f"Image{what} is used by a container or has several tags",
-            hint="Remove the containers that use it, or remove it with force.",
-            details=text,
-        )
-    if "is not running" in lowered:
-        return EngineError(f"Container{what} is not running", hint="Start it first.", details=text)
-    if "is already paused" in lowered or "is paused" in lowered:
-        return EngineError(f"Container{what} is paused", hint="Unpause it first.", details=text)
-    if "is not paused" in lowered:
-        return EngineError(f"Container{what} is not paused", hint=None, details=text)
-    if (
-        "invalid port" in lowered
-        or "invalid hostport" in lowered
-        or "invalid containerport" in lowered
-    ):
-        return EngineError(
-            f"The engine refused a port setting: {text}",
-            hint="Use port numbers from 1 to 65535.",
-            details=text,
-        )
-    if "conflicting options" in lowered or "'autoremove' container with restart" in lowered:
-        return EngineError(
-            f"Conflicting settings: {text.split(':', 1)[-1].strip()}",
-            hint="Auto-remove cannot be combined with a restart policy; turn one off.",
-            details=text,
-        )
-    if any(
-        s in lowered for s in ("connection refused", "no such host", "i/o timeout", "tls handshake")
-    ):
-        return EngineError(
-            f"The registry for{what or ' the image'} cannot be reached",
-            hint="Check the registry address and that the machine has network access.",
-            details=text,
-        )
-    if status == 404:
-        return NotFoundError(
-            f"{action.capitalize()}: not found", hint="Refresh the list.", details=text
-        )
-    return EngineError(
-        f"The engine refused to {action}: {text}",
-        hint="The engine's message above says what it refused.",
-        details=text,
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Streams
-
-
-class LogStream(ClosableStream):
-    """A container's log lines as they are written; ``close()`` from any thread ends the
-    iteration promptly. Never holds more than one read's worth of output."""
-
-    def __init__(
-        self, response: requests.Response, tty: bool, timestamps: bool, config: EngineConfig
-    ):
-        super().__init__(response)
-        self._decoder = LogDecoder(tty, timestamps)
-        self._config = config
-
-    def __iter__(self) -> Iterator[LogLine]:
-        """Ends when the container's output ends (or on ``close()``); raises
-        ``EngineUnreachable`` if the connection to the engine drops."""
-        for batch in self.batches():
-            yield from batch
-
-    def batches(self) -> Iterator[list[LogLine]]:
-        """The same lines, a list per read of the stream (all that had arrived): a reader
-        that hands lines on in batches holds the GIL far less than one going line by line."""
-        for chunk in self.raw():
-            lines = self._decoder.feed(chunk)
-            if lines:
-                yield lines
-        if not self.closed:
-            rest = self._decoder.finish()
-            if rest:
-                yield rest
-
-    def decoder(self) -> LogDecoder:
-        """A fresh decoder for the bytes of ``raw()`` (feed them, then ``finish()``)."""
-        return LogDecoder(self._decoder.tty, self._decoder.timestamps)
-
-    def raw(self) -> Iterator[bytes]:
-        """The stream's bytes, undecoded, as they arrive: a reader thread that hands them to
-        another thread to decode holds the GIL only to pass them on. Same ends and errors as
-        iterating the lines."""
-        try:
-            yield from self._chunks()
-        except STREAM_ERRORS as exc:
-            raise EngineUnreachable(
-                f"Lost the log stream from {self._config.describe()}",
-                hint="The engine stopped or the connection dropped; open the logs again.",
-                details=str(exc),
-            ) from exc
-
-
-class EventStream(ClosableStream):
-    """The engine's events as typed ``Event``s. The engine never ends this stream by itself,
-    so an end that ``close()`` did not cause raises ``EngineUnreachable``."""
-
-    def __init__(self, response: requests.Response, config: EngineConfig):
-        super().__init__(response)
-        self._config = config
-
-    def __iter__(self) -> Iterator[Event]:
-        decoder = JSONStreamDecoder()
-        try:
-            for chunk in self._chunks():
-                for message in decoder.feed(chunk):
-                    yield Event.from_api(message)
-        except STREAM_ERRORS as exc:
-            raise EngineUnreachable(
-                f"Lost the event stream of {self._config.describe()}",
-                hint="The engine stopped or the connection dropped; it will be retried.",
-                details=str(exc),
-            ) from exc
-        if not self.closed:
-            raise EngineUnreachable(
-                f"The engine at {self._config.url} ended its event stream",
-                hint="The engine is probably restarting; it will be retried.",
-            )
-
-
-class _JSONMessages(ClosableStream):
-    """A pull/push response's JSON messages."""
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        decoder = JSONStreamDecoder()
-        for chunk in self._chunks():
-            yield from decoder.feed(chunk)
-        if not self.closed:
-            yield from decoder.finish()
-
-
-class ExecSession:
-    """An interactive exec (a shell in a container) over the engine's hijacked connection,
-    for an embedded terminal. Call ``recv`` with short timeouts from one reader thread;
-    ``send``/``resize``/``close`` may come from another."""
-
-    def __init__(
-        self,
-        api: docker.APIClient,
-        exec_id: str,
-        response: requests.Response,
-        sock: socket.socket,
-        tty: bool,
-        pending: bytes = b"",
-    ):
-        self.exec_id = exec_id
-        self.tty = tty
-        self._api = api
-        self._response = response
-        self._sock = sock
-        self._pending = pending
-        self._frames = None if tty else FrameDecoder()
-        self._eof = False
-        self._closed = False
-        # OpenSSL objects must not be read and written at once from two threads.
-        self._tls_lock = threading.Lock() if isinstance(sock, ssl.SSLSocket) else None
-
-    @property
-    def eof(self) -> bool:
-        """True once the process ended (or the session was closed)."""
-        return self._eof or self._closed
-
-    def send(self, data: bytes) -> None:
-        if self._closed:
-            raise EngineError("The terminal session is closed")
-        with self._tls_lock or contextlib.nullcontext():
-            self._sock.settimeout(None)
-            self._sock.sendall(data)
-
-    def recv(self, timeout: float | None = None) -> bytes:
-        """Output bytes, or b"" when nothing came within ``timeout`` or at the end (see
-        ``eof``)."""
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return self._decode(data)
-        if self.eof:
-            return b""
-        with self._tls_lock or contextlib.nullcontext():
-            try:
-                self._sock.settimeout(timeout)
-                data = self._sock.recv(65536)
-            except (TimeoutError, ssl.SSLWantReadError):
-                return b""
-            except OSError:
-                if self._closed:
-                    return b""
-                data = b""
-        if not data:
-            self._eof = True
-            return b""
-        return self._decode(data)
-
-    def _decode(self, data: bytes) -> bytes:
-        return data if self._frames is None else self._frames.feed(data)
-
-    def resize(self, rows: int, cols: int) -> None:
-        """Tell the process its terminal size changed."""
-        try:
-            self._api.exec_resize(self.exec_id, height=rows, width=cols)
-        except docker.errors.APIError as exc:
-            if not self.eof:
-                raise translate_api_error(exc, "resize the terminal") from exc
-        except (requests.exceptions.RequestException, OSError) as exc:
-            if not self.eof:
-                raise EngineUnreachable(
-                    "Lost the engine while resizing the terminal", details=str(exc)
-                ) from exc
-
-    def exit_code(self) -> int | None:
-        """The process's exit code once it ended, else None."""
-        try:
-            info = self._api.exec_inspect(self.exec_id)
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
-            return None
-        return None if info.get("Running") else info.get("ExitCode")
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-        with contextlib.suppress(*STREAM_ERRORS):
-            self._sock.close()
-        with contextlib.suppress(*STREAM_ERRORS):
-            self._response.close()
-
-
-# --------------------------------------------------------------------------------------
-# The client
+def connect(config: EngineConfig, timeout: float = DEFAULT_TIMEOUT) -> EngineClient:
+    """An ``EngineClient`` for ``config``'s engine (one per thread). Raises
+    ``EngineUnreachable`` with a hint when the engine cannot be reached or refuses the
+    certificates."""
+    return EngineClient(config, make_api_client(config, timeout))
 
 
 class EngineClient:
@@ -751,7 +444,7 @@ class EngineClient:
                 "The engine did not hand over the terminal connection",
                 hint="This engine address does not support interactive sessions.",
             )
-        return ExecSession(self.api, exec_id, response, sock, tty, _buffered(response, sock))
+        return ExecSession(self.api, exec_id, response, sock, tty, buffered_bytes(response, sock))
 
     # ---------------------------------------------------------------- images
 
@@ -974,10 +667,6 @@ class EngineClient:
         return EventStream(self._call("watch events", None, request), self.config)
 
 
-# --------------------------------------------------------------------------------------
-# Helpers: time, buffered socket bytes, container configs
-
-
 def _unix_time(value: dt.datetime | float) -> str:
     """The engine's ``since`` format: seconds.nanoseconds since the epoch."""
     if isinstance(value, dt.datetime):
@@ -987,187 +676,3 @@ def _unix_time(value: dt.datetime | float) -> str:
     else:
         seconds = float(value)
     return f"{seconds:.9f}"
-
-
-def _buffered(response: requests.Response, sock: socket.socket) -> bytes:
-    """Bytes http.client already read past the response headers (a shell's first prompt
-    can arrive in the same packet); they would be lost by reading the socket directly."""
-    try:
-        reader = response.raw._fp.fp
-    except AttributeError:
-        return b""
-    if reader is None or not hasattr(reader, "peek"):
-        return b""
-    previous = sock.gettimeout()
-    try:
-        sock.settimeout(0.0)
-        data = reader.peek(65536)
-        return reader.read(len(data)) if data else b""
-    except (OSError, ValueError, TypeError):
-        return b""
-    finally:
-        with contextlib.suppress(OSError):
-            sock.settimeout(previous)
-
-
-def _port_key(spec: PortSpec) -> str:
-    return f"{spec.container_port}/{spec.protocol}"
-
-
-def _host_config(spec: RunSpec) -> dict[str, Any]:
-    bindings: dict[str, list[dict[str, str]]] = {}
-    for p in spec.ports:
-        bindings.setdefault(_port_key(p), []).append(
-            {"HostIp": p.host_ip or "", "HostPort": "" if p.host_port is None else str(p.host_port)}
-        )
-    binds = [v.bind_string() for v in spec.volumes if v.source is not None]
-    return {
-        "PortBindings": bindings,
-        "Binds": binds,
-        "RestartPolicy": {
-            "Name": spec.restart.value,
-            "MaximumRetryCount": spec.restart_max_retries
-            if spec.restart is RestartPolicy.ON_FAILURE
-            else 0,
-        },
-        "AutoRemove": spec.auto_remove,
-    }
-
-
-def container_config(spec: RunSpec) -> dict[str, Any]:
-    """The engine's create body (``POST /containers/create``) for ``spec``."""
-    return {
-        "Image": spec.image,
-        "Cmd": list(spec.command) if spec.command is not None else None,
-        "Env": [str(e) for e in spec.env],
-        "Labels": dict(spec.labels),
-        "ExposedPorts": {_port_key(p): {} for p in spec.ports},
-        "Volumes": {v.target: {} for v in spec.volumes if v.source is None},
-        "Tty": spec.tty,
-        "OpenStdin": spec.stdin_open,
-        "StdinOnce": False,
-        "AttachStdin": False,
-        "AttachStdout": False,
-        "AttachStderr": False,
-        "HostConfig": _host_config(spec),
-    }
-
-
-# Config fields carried over on recreate when the user changed them from the image's.
-_CARRIED = ("Entrypoint", "WorkingDir", "User", "StopSignal", "Healthcheck", "Domainname")
-
-
-def recreate_config(
-    old: Mapping[str, Any], image_config: Mapping[str, Any], spec: RunSpec
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The create body for recreating ``old`` (inspect JSON) with ``spec``: the spec's
-    settings, plus the old container's other host settings and its own config overrides;
-    its anonymous volumes are mounted again by name so their data survives. Also returns
-    the extra networks to connect after create."""
-    config = container_config(spec)
-    old_config = old.get("Config") or {}
-    same_image = spec.image == old_config.get("Image")
-    for key in _CARRIED:
-        value = old_config.get(key)
-        if value and (not same_image or value != image_config.get(key)):
-            config[key] = value
-    if old_config.get("Hostname") and not str(old.get("Id", "")).startswith(old_config["Hostname"]):
-        config["Hostname"] = old_config["Hostname"]
-    host = dict(old.get("HostConfig") or {})
-    host.update(config["HostConfig"])
-    # Anonymous volumes: mount the old ones by name where the new container wants them.
-    wanted = set(config["Volumes"])
-    if same_image:
-        wanted |= set(image_config.get("Volumes") or {})
-    bound = {b.split(":")[1] for b in host.get("Binds") or () if b.count(":") >= 1}
-    for mount in old.get("Mounts") or ():
-        dest = mount.get("Destination")
-        if (
-            mount.get("Type") == "volume"
-            and mount.get("Name")
-            and dest in wanted
-            and dest not in bound
-        ):
-            mode = "rw" if mount.get("RW", True) else "ro"
-            host["Binds"] = [*host.get("Binds", []), f"{mount['Name']}:{dest}:{mode}"]
-    config["HostConfig"] = host
-    networks = dict(((old.get("NetworkSettings") or {}).get("Networks")) or {})
-    primary = str(host.get("NetworkMode") or "default")
-    extra: dict[str, dict[str, Any]] = {}
-    short = str(old.get("Id", ""))[:12]
-    for name, endpoint in networks.items():
-        if name == primary or (primary == "default" and name == "bridge"):
-            continue
-        aliases = [a for a in (endpoint or {}).get("Aliases") or () if a != short]
-        extra[name] = {"Aliases": aliases}
-    return config, extra
-
-
-def spec_from_inspect(info: Mapping[str, Any], image_config: Mapping[str, Any]) -> RunSpec:
-    """A ``RunSpec`` of what the user set on a container (inspect JSON), leaving out what
-    its image provides (default command, env, labels, volumes)."""
-    cfg = info.get("Config") or {}
-    host = info.get("HostConfig") or {}
-    cmd = cfg.get("Cmd")
-    command = tuple(cmd) if cmd and cmd != image_config.get("Cmd") else None
-    image_env = set(image_config.get("Env") or ())
-    env = tuple(
-        EnvVar(*e.split("=", 1)) for e in cfg.get("Env") or () if "=" in e and e not in image_env
-    )
-    ports: list[PortSpec] = []
-
-    def port_order(item: tuple[str, Any]) -> tuple[int, str]:
-        number, _, proto = item[0].partition("/")
-        return (int(number) if number.isdigit() else 0, proto)
-
-    for key, bindings in sorted((host.get("PortBindings") or {}).items(), key=port_order):
-        number, _, proto = key.partition("/")
-        for b in bindings or ():
-            hp = str(b.get("HostPort") or "")
-            ports.append(
-                PortSpec(
-                    int(number),
-                    proto or "tcp",
-                    b.get("HostIp") or None,
-                    int(hp) if hp.isdigit() else None,
-                )
-            )
-    volumes: list[VolumeSpec] = []
-    for bind in host.get("Binds") or ():
-        volumes.append(_volume_from_bind(bind))
-    bound = {v.target for v in volumes}
-    image_volumes = set(image_config.get("Volumes") or {})
-    for target in cfg.get("Volumes") or {}:
-        if target not in bound and target not in image_volumes:
-            volumes.append(VolumeSpec(None, target, False, "volume"))
-    policy = host.get("RestartPolicy") or {}
-    image_labels = image_config.get("Labels") or {}
-    labels = {k: v for k, v in (cfg.get("Labels") or {}).items() if image_labels.get(k) != v}
-    return RunSpec(
-        image=str(cfg.get("Image") or info.get("Image") or ""),
-        name=str(info.get("Name") or "").lstrip("/") or None,
-        command=command,
-        ports=tuple(ports),
-        env=env,
-        volumes=tuple(volumes),
-        restart=RestartPolicy.from_api(policy.get("Name")),
-        restart_max_retries=int(policy.get("MaximumRetryCount") or 0),
-        auto_remove=bool(host.get("AutoRemove")),
-        tty=bool(cfg.get("Tty")),
-        stdin_open=bool(cfg.get("OpenStdin")),
-        labels=labels,
-    )
-
-
-def _volume_from_bind(bind: str) -> VolumeSpec:
-    """``src:dst[:opts]`` from HostConfig.Binds (Windows drive letters included)."""
-    drive = ""
-    rest = bind
-    if re.match(r"[A-Za-z]:[\\/]", bind):
-        drive, rest = bind[:2], bind[2:]
-    parts = rest.split(":")
-    source = drive + parts[0]
-    target = parts[1] if len(parts) > 1 else parts[0]
-    options = parts[2].split(",") if len(parts) > 2 else []
-    kind = "bind" if source.startswith("/") or drive else "volume"
-    return VolumeSpec(source, target, "ro" in options, kind)

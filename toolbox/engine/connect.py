@@ -1,26 +1,29 @@
 """Where an engine is and how to reach it: ``EngineConfig`` from a URL, from the
-``DOCKER_*`` environment, or from a Docker CLI context; and the docker-py client made from it.
+``DOCKER_*`` environment, or from a Docker CLI context.
 
-TLS is verified against the configured CA even when ``REQUESTS_CA_BUNDLE`` or
-``CURL_CA_BUNDLE`` are set: requests lets those silently replace a session's CA, which would
-make a private engine CA fail (or, worse, trust the public bundle instead of it).
+The docker-py client made from it is in ``toolbox.engine.apiclient``, the errors in
+``toolbox.engine.errors``, the ``EngineClient`` (and its factory ``connect``) in
+``toolbox.engine.client``; the names that used to be defined here are re-exported below.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
-import docker
-import requests
-
+# Re-exported: defined here before the engine package was split by concern.
+from toolbox import dockercontext
+from toolbox.engine.apiclient import (  # noqa: F401
+    DEFAULT_TIMEOUT,
+    PinnedAPIClient,
+    _is_loopback,
+    make_api_client,
+)
+from toolbox.engine.errors import unreachable  # noqa: F401
 from toolbox.engine.resolve import (  # re-exported: they were defined here first
     DEFAULT_CONTEXT,
     default_url,
@@ -28,14 +31,14 @@ from toolbox.engine.resolve import (  # re-exported: they were defined here firs
     normalise_url,
     resolve_engine,
 )
-from toolbox.errors import EngineUnreachable, NotFoundError, UsageError
+from toolbox.errors import EngineUnreachable as EngineUnreachable  # re-exported
+from toolbox.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from toolbox.engine.client import EngineClient
 
 _default_config_dir = docker_config_dir  # from_context's argument shadows the name
 
-DEFAULT_TIMEOUT = 30.0
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
 
 
@@ -110,36 +113,31 @@ class EngineConfig:
         config_dir = Path(docker_config_dir) if docker_config_dir else _default_config_dir()
         if name == DEFAULT_CONTEXT:
             return cls(default_url(), name=DEFAULT_CONTEXT, context=DEFAULT_CONTEXT)
-        digest = _context_digest(name)
-        meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            found = dockercontext.read_context(name, config_dir)
+        except dockercontext.ContextUnreadable as exc:
+            raise UsageError(
+                f"Docker context {name!r} cannot be read "
+                f"({dockercontext.meta_dir(name, config_dir) / 'meta.json'}): {exc.details or exc}",
+                hint=f"Re-create it, or remove it with `docker context rm {name}`.",
+            ) from exc
+        if found is None:
             raise NotFoundError(
                 f"There is no Docker context named {name!r}",
                 hint="List the contexts with `docker context ls`.",
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise UsageError(
-                f"Docker context {name!r} cannot be read ({meta_path}): {exc}",
-                hint=f"Re-create it, or remove it with `docker context rm {name}`.",
-            ) from exc
-        endpoint = ((meta.get("Endpoints") or {}) if isinstance(meta, dict) else {}).get(
-            "docker"
-        ) or {}
-        host = endpoint.get("Host")
-        if not host:
+            )
+        if not found.host:
             raise UsageError(
                 f"Docker context {name!r} has no Docker endpoint",
                 hint=f"Inspect it with `docker context inspect {name}`.",
             )
-        tls_dir = config_dir / "contexts" / "tls" / digest / "docker"
+        tls_dir = dockercontext.tls_dir(name, config_dir) / "docker"
         return cls(
-            normalise_url(str(host)),
+            normalise_url(found.host),
             tls_ca=_existing(tls_dir / CA_FILE),
             tls_cert=_existing(tls_dir / CERT_FILE),
             tls_key=_existing(tls_dir / KEY_FILE),
-            tls_verify=not endpoint.get("SkipTLSVerify", False),
+            tls_verify=not found.skip_tls_verify,
             name=name,
             context=name,
             docker_config=Path(docker_config_dir) if docker_config_dir else None,
@@ -220,123 +218,11 @@ class EngineConfig:
     def connect(self, timeout: float = DEFAULT_TIMEOUT) -> EngineClient:
         """An ``EngineClient`` for this engine (one per thread). Raises ``EngineUnreachable``
         with a hint when the engine cannot be reached or refuses the certificates."""
-        from toolbox.engine.client import EngineClient
+        # A late import: client.py builds on this module (EngineConfig), not the reverse.
+        from toolbox.engine.client import connect
 
-        return EngineClient(self, make_api_client(self, timeout))
+        return connect(self, timeout)
 
 
 def _existing(path: Path | None) -> Path | None:
     return path if path is not None and path.is_file() else None
-
-
-# --------------------------------------------------------------------------------------
-# The docker-py client
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class PinnedAPIClient(docker.APIClient):
-    """docker-py's APIClient with the session's own CA always used for verification.
-
-    requests replaces a session's ``verify`` with ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
-    when a request does not pass one; this puts the session's back. Proxies from the
-    environment are not used for loopback engines (as Go's HTTP client does not).
-    """
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        settings: dict[str, Any] = super().merge_environment_settings(
-            url, proxies, stream, verify, cert
-        )
-        if verify is None:
-            settings["verify"] = self.verify
-        if _is_loopback(str(url)) or str(url).startswith("http+docker://"):
-            settings["proxies"] = {}
-        return settings
-
-
-def make_api_client(config: EngineConfig, timeout: float = DEFAULT_TIMEOUT) -> PinnedAPIClient:
-    """A connected low-level client, its API version negotiated with the engine."""
-    tls: docker.tls.TLSConfig | bool = False
-    if config.uses_tls:
-        cert = None
-        if config.tls_cert is not None and config.tls_key is not None:
-            cert = (str(config.tls_cert), str(config.tls_key))
-        ca = str(config.tls_ca) if config.tls_ca is not None else None
-        try:
-            # verify= must be given: without it docker-py checks no server certificate at all.
-            tls = docker.tls.TLSConfig(
-                client_cert=cert,
-                ca_cert=ca,
-                verify=(ca or True) if config.tls_verify else False,
-            )
-        except docker.errors.TLSParameterError as exc:
-            raise EngineUnreachable(
-                f"The TLS files for {config.url} are incomplete: {exc}",
-                hint="Check that ca.pem, cert.pem and key.pem exist in the certificate folder.",
-            ) from exc
-    try:
-        return PinnedAPIClient(base_url=config.url, version="auto", timeout=timeout, tls=tls)
-    except docker.errors.DockerException as exc:
-        raise unreachable(config, exc) from exc
-
-
-def unreachable(config: EngineConfig, exc: BaseException) -> EngineUnreachable:
-    """Explain in plain words why ``config``'s engine could not be reached."""
-    text = str(exc)
-    lowered = text.lower()
-    where = config.describe()
-    if "certificate verify failed" in lowered or "certificate_verify_failed" in lowered:
-        return EngineUnreachable(
-            f"The engine at {config.url} presented a certificate not signed by the expected CA",
-            hint="The machine's certificates may have been regenerated: run `toolbox "
-            "regenerate-certs`, or check that DOCKER_CERT_PATH points at the right folder.",
-            details=text,
-        )
-    if any(
-        s in lowered
-        for s in (
-            "certificate required",
-            "bad certificate",
-            "unknown ca",
-            "tlsv13 alert",
-            "sslv3 alert",
-        )
-    ):
-        return EngineUnreachable(
-            f"The engine at {config.url} refused this client's TLS certificate",
-            hint="Use the client certificate made for this machine (cert.pem and key.pem).",
-            details=text,
-        )
-    if "permission denied" in lowered:
-        return EngineUnreachable(
-            f"No permission to use the engine socket ({config.url})",
-            hint="Add your user to the 'docker' group, or use the Toolbox machine's engine.",
-            details=text,
-        )
-    if "timed out" in lowered or "timeout" in lowered:
-        return EngineUnreachable(
-            f"The engine at {where} did not answer in time",
-            hint="The machine may still be starting; wait a moment and retry.",
-            details=text,
-        )
-    if isinstance(exc, requests.exceptions.SSLError) or "ssl" in lowered:
-        return EngineUnreachable(
-            f"TLS with the engine at {config.url} failed",
-            hint="Check the machine's certificates (`toolbox regenerate-certs`).",
-            details=text,
-        )
-    return EngineUnreachable(
-        f"Cannot reach the Docker engine at {where}",
-        hint="Start the machine (`toolbox start`) or check DOCKER_HOST.",
-        details=text,
-    )

@@ -20,7 +20,6 @@ does not turn TLS on. A context brings its own endpoint, TLS files and ``SkipTLS
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from toolbox import dockercontext
+from toolbox.dockercontext import docker_config_dir as docker_config_dir  # was here
 from toolbox.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,13 +45,6 @@ def default_url() -> str:
     if sys.platform == "win32":
         return "npipe:////./pipe/docker_engine"
     return "unix:///var/run/docker.sock"
-
-
-def docker_config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$DOCKER_CONFIG``, else ``~/.docker``."""
-    environ = os.environ if environ is None else environ
-    value = environ.get("DOCKER_CONFIG")
-    return Path(value).expanduser() if value else Path.home() / ".docker"
 
 
 def normalise_url(url: str) -> str:
@@ -79,11 +73,9 @@ def current_context_name(config_dir: Path) -> str | None:
     """``currentContext`` of the CLI's ``config.json`` (None when unset or unreadable, as the
     CLI then falls back to ``default``)."""
     try:
-        raw = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return dockercontext.current_context(config_dir)
+    except dockercontext.ContextUnreadable:
         return None
-    value = raw.get("currentContext") if isinstance(raw, dict) else None
-    return str(value) if value else None
 
 
 @dataclass(frozen=True)

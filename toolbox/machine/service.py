@@ -269,7 +269,9 @@ class _Phases:
 
     def skipped(self, key: str, title: str) -> None:
         self.times.append(PhaseTime(key, title, 0.0, skipped=True))
-        self.emit(Progress(f"{self.prefix}.{key}", f"{title} (done before)", 1.0, done=True))
+        self.emit(
+            Progress(f"{self.prefix}.{key}", f"{title} (done before)", 1.0, done=True, skipped=True)
+        )
 
 
 class MachineService:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import filelock
 
 from toolbox import paths
 from toolbox.errors import MachineError, NotFoundError
+from toolbox.fsutil import atomic_write_text as atomic_write_text  # re-exported: was here
 from toolbox.machine.model import (
     SCHEMA_VERSION,
     CreatePhase,
@@ -194,29 +194,6 @@ def spec_to_raw(spec: MachineSpec) -> RawRecord:
         "port_bind": spec.port_bind.value,
         "shares": [_share_to_raw(s) for s in spec.shares],
     }
-
-
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to a temp file beside ``path``, flush it to disk, then rename it over
-    ``path``: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if os.name == "posix":
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 @dataclass(frozen=True)

@@ -378,7 +378,7 @@ class CreatePanel(QWidget):
                 return
             if progress.done:
                 started = self._phase_started.get(key, now)
-                skipped = "done before" in progress.message
+                skipped = progress.skipped
                 row.set_state(
                     "skipped" if skipped else "done",
                     "(done before)" if skipped else f"{now - started:.1f} s",
