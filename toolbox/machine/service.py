@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shutil
 import threading
 import time
@@ -229,6 +230,20 @@ def machine_state_of(vm_state: VMState) -> MachineState:
 def console_log_path(name: str) -> Path:
     """The machine's serial console log, in the user log dir."""
     return paths.log_dir() / "machines" / validate_name(name) / "console.log"
+
+
+def _set_logs_aside(name: str) -> list[tuple[Path, Path]]:
+    """Rename the machine's console logs to ``*.kept``; return (kept, original) pairs."""
+    moved = []
+    log = console_log_path(name)
+    for original in (log, log.with_name(log.name + ".1")):
+        kept = original.with_name(original.name + ".kept")
+        try:
+            os.replace(original, kept)
+        except OSError:
+            continue
+        moved.append((kept, original))
+    return moved
 
 
 class _Phases:
@@ -864,37 +879,47 @@ class MachineService:
             )
         self.agents.stop(name)
         with self.store.lock(name, timeout=LOCK_TIMEOUT if not force else 30.0):
-            spec: MachineSpec | None
+            # The drivers delete the console log with the VM: set it aside to keep it.
+            aside = _set_logs_aside(name) if keep_logs else []
             try:
-                spec = self.store.load(name)
-            except NotFoundError:
-                spec = None
-            except MachineError:
+                self._remove_locked(name, force, keep_logs)
+            finally:
+                for kept, original in aside:
+                    with contextlib.suppress(OSError):
+                        os.replace(kept, original)
+        self.store.forget_lock(name)
+
+    def _remove_locked(self, name: str, force: bool, keep_logs: bool) -> None:
+        spec: MachineSpec | None
+        try:
+            spec = self.store.load(name)
+        except NotFoundError:
+            spec = None
+        except MachineError:
+            if not force:
+                raise
+            spec = None
+        if spec is not None:
+            vmspec = self._vm_spec_for_state(spec)
+            assert vmspec is not None
+            try:
+                driver = self.driver(spec.driver)
+                if driver.state(vmspec).is_up and not force:
+                    raise MachineError(
+                        f"Machine {name!r} is running",
+                        hint=f"Stop it first (`toolbox stop {name}`), or use "
+                        f"`toolbox rm -f {name}`.",
+                    )
+                driver.remove(vmspec)
+            except ToolboxError:
                 if not force:
                     raise
-                spec = None
-            if spec is not None:
-                vmspec = self._vm_spec_for_state(spec)
-                assert vmspec is not None
-                try:
-                    driver = self.driver(spec.driver)
-                    if driver.state(vmspec).is_up and not force:
-                        raise MachineError(
-                            f"Machine {name!r} is running",
-                            hint=f"Stop it first (`toolbox stop {name}`), or use "
-                            f"`toolbox rm -f {name}`.",
-                        )
-                    driver.remove(vmspec)
-                except ToolboxError:
-                    if not force:
-                        raise
-            elif force:
-                self._remove_unknown(name)
-            dockercontext.remove_context(name, self.docker_config)
-            self.store.delete(name)
-            if not keep_logs:
-                shutil.rmtree(console_log_path(name).parent, ignore_errors=True)
-        self.store.forget_lock(name)
+        elif force:
+            self._remove_unknown(name)
+        dockercontext.remove_context(name, self.docker_config)
+        self.store.delete(name)
+        if not keep_logs:
+            shutil.rmtree(console_log_path(name).parent, ignore_errors=True)
 
     def _remove_unknown(self, name: str) -> None:
         """A machine whose record is damaged: ask every driver to remove what it may have."""
