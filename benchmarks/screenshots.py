@@ -314,7 +314,7 @@ def shoot(daemon: Any, demo: Demo, out: Path) -> int:
     page.select_ids([demo.ids["api"]])
     page.details.setCurrentIndex(LOGS)
     logs = page.details.logs
-    shots.wait(lambda: logs.text.blockCount() >= 14, "a screenful of logs", timeout=30)
+    shots.wait(lambda: logs.store.line_count() >= 14, "a screenful of logs", timeout=30)
     page.view.setFocus()
     shots.grab(window, "containers.png")
 
@@ -367,7 +367,7 @@ def shoot(daemon: Any, demo: Demo, out: Path) -> int:
     # says so and offers Retry; the list keeps the last known state.
     page = window.select_page("containers")
     logs = page.details.logs
-    shots.wait(lambda: logs.text.blockCount() >= 14, "the logs followed again", timeout=30)
+    shots.wait(lambda: logs.store.line_count() >= 14, "the logs followed again", timeout=30)
     forward.close()
     shots.wait(  # past the first loss ("lost the event stream"), at a failed reconnect
         lambda: window.banner.mode == "lost" and "reach" in window.banner.label.text(),
