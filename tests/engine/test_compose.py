@@ -4,6 +4,7 @@ compose is missing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -46,7 +47,16 @@ def project(engine, client, docker_client, tmp_path, name):
     needs_compose()
     file = write_project(tmp_path)
     config = EngineConfig.from_url(engine.url)
-    compose.compose_run(config, "up", [str(file)], project=name).run()
+    try:
+        compose.compose_run(config, "up", [str(file)], project=name).run()
+    except Exception as exc:
+        # docker-compose 1.29's `up` failed once in a helper's run (output not kept): show why
+        # and try once more, so a transient failure of the third-party tool is told apart
+        # from a failure of ours.
+        print(f"docker-compose up failed, retrying once: {exc} {getattr(exc, 'details', '')}")
+        with contextlib.suppress(Exception):
+            compose.compose_run(config, "down", [str(file)], project=name).run()
+        compose.compose_run(config, "up", [str(file)], project=name).run()
     yield name, file, config
     try:
         compose.compose_run(config, "down", [str(file)], project=name).run()
