@@ -420,11 +420,8 @@ def machine_shots(shots: Shooter, window: Any, shell: Any, panel: Any) -> None:
     tray = _install(shots.app, window, shell.tasks, shell)
     try:
         panel.start_create()
-        shots.wait(
-            lambda: panel.rows["boot"].state == "running" and panel.output.blockCount() >= 6,
-            "the boot phase with console lines",
-            timeout=600,
-        )
+        shots.wait(lambda: panel.rows["boot"].state == "running", "the boot phase", timeout=600)
+        shots.settle(8.0)  # the bar and the console's lines move on
         shots.grab(window, "first-run-progress.png")
         shots.wait(lambda: panel.mode == "form" and "running" in panel.detail.text(),
                    "the machine created", timeout=1500)  # fmt: skip
