@@ -432,13 +432,21 @@ def machine_shots(shots: Shooter, window: Any, shell: Any, panel: Any) -> None:
             "the engine version in the row",
             timeout=120,
         )
+        # The shell shows the new machine's containers once its engine answers: come back.
+        shots.wait(lambda: shell.session is not None and shell.session.connected, "the engine")
+        shots.settle(2.0)
+        window.select_page("machines")
         machines.view.selectRow(0)
+        shots.settle(1.0)
+        shots.wait(lambda: window.page_key() == "machines", "the Machines page shown")
         shots.grab(window, "machines.png")
 
         # The tray menu (Xvfb has no tray host, so the menu is shown where a click on the
         # icon would open it) with the machine's submenu open.
         tray.refresh()
         shots.wait(lambda: tray.action("stop:default") is not None, "the tray's machine menu")
+        tray._timer.stop()  # no menu rebuild (it deletes the actions) while it is shown
+        shots.wait(lambda: not shell.tasks.pending("tray:statuses"), "the tray's last refresh")
         menu = tray.menu
         menu.popup(QPoint(700, 60))
         shots.settle()
