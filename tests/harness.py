@@ -335,3 +335,27 @@ class ThrottledProxy:
                 s.close()
             except OSError:
                 pass
+
+
+def register_image_copy(cached, name: str, staging: Path) -> str:
+    """Copy a built guest image (a ``CachedImage``: disk, kernel, initrd) into ``staging`` and
+    register it as ``name`` in the image cache of the current TOOLBOX_HOME; return ``name``."""
+    from toolbox.guest.images import ImageStore
+
+    staging.mkdir(parents=True, exist_ok=True)
+    copies = {
+        key: Path(shutil.copy2(src, staging / src.name))
+        for key in ("path", "kernel", "initrd")
+        if (src := getattr(cached, key)) is not None
+    }
+    ImageStore().add(
+        name,
+        copies["path"],
+        format=cached.format,
+        arch=cached.arch,
+        source=f"test copy of {cached.path}",
+        kernel=copies.get("kernel"),
+        initrd=copies.get("initrd"),
+        cmdline=cached.cmdline,
+    )
+    return name

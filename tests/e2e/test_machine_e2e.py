@@ -39,10 +39,9 @@ import pytest
 import requests
 from filelock import FileLock
 
-from tests.harness import free_port, import_busybox, wait_until
+from tests.harness import free_port, import_busybox, register_image_copy, wait_until
 from toolbox import cli, dockercontext
 from toolbox.errors import EXIT_MACHINE, EXIT_USAGE, HostKeyMismatch
-from toolbox.guest.images import ImageStore
 from toolbox.machine.guestops import RealGuestOps
 from toolbox.machine.service import MachineService, console_log_path
 from toolbox.shellenv import parse_exports
@@ -68,24 +67,7 @@ def vm_lock() -> Iterator[None]:
 @pytest.fixture
 def registered_image(guest_image: Any, toolbox_home: Path, tmp_path: Path) -> str:
     """The locally built image, copied into this test's own image cache."""
-    staging = tmp_path / "image"
-    staging.mkdir()
-    copies = {}
-    for key in ("path", "kernel", "initrd"):
-        src = getattr(guest_image, key)
-        if src is not None:
-            copies[key] = Path(shutil.copy2(src, staging / src.name))
-    ImageStore().add(
-        IMAGE,
-        copies["path"],
-        format=guest_image.format,
-        arch=guest_image.arch,
-        source=f"test copy of {guest_image.path}",
-        kernel=copies.get("kernel"),
-        initrd=copies.get("initrd"),
-        cmdline=guest_image.cmdline,
-    )
-    return IMAGE
+    return register_image_copy(guest_image, IMAGE, tmp_path / "image")
 
 
 def say(text: str) -> None:

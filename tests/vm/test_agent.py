@@ -31,10 +31,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_machine_e2e import Stages, listening_addresses, pid_alive, qemu_pid, say
-from tests.harness import busybox_tar, free_port, wait_until
+from tests.harness import busybox_tar, free_port, register_image_copy, wait_until
 from toolbox import cli
 from toolbox.agent import state as agent_state
-from toolbox.guest.images import ImageStore
 from toolbox.shellenv import parse_exports
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1800)]
@@ -66,24 +65,7 @@ int main(int argc, char **argv) {
 @pytest.fixture
 def engine_image(engine_guest_image: Any, toolbox_home: Path, tmp_path: Path) -> str:
     """The baked engine image, copied into this test's own image cache."""
-    staging = tmp_path / "image"
-    staging.mkdir()
-    copies = {}
-    for key in ("path", "kernel", "initrd"):
-        src = getattr(engine_guest_image, key)
-        if src is not None:
-            copies[key] = Path(shutil.copy2(src, staging / src.name))
-    ImageStore().add(
-        IMAGE,
-        copies["path"],
-        format=engine_guest_image.format,
-        arch=engine_guest_image.arch,
-        source=f"test copy of {engine_guest_image.path}",
-        kernel=copies.get("kernel"),
-        initrd=copies.get("initrd"),
-        cmdline=engine_guest_image.cmdline,
-    )
-    return IMAGE
+    return register_image_copy(engine_guest_image, IMAGE, tmp_path / "image")
 
 
 def toolbox(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.e2e.test_machine_e2e import IMAGE
-from tests.harness import import_busybox
+from tests.harness import import_busybox, register_image_copy
+from toolbox.engine.connect import EngineConfig
 from toolbox.guest.images import LOCAL_ENGINE_IMAGE_NAME
 from toolbox.machine.model import MachineState
 from toolbox.machine.service import CreateOptions, MachineService
@@ -37,6 +37,18 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(2400)]
 ENGINE_IMAGE = LOCAL_ENGINE_IMAGE_NAME
 CREATE_WAIT_MS = 1_500_000
 START_WAIT_MS = 600_000
+
+
+def docker_client_for(config: EngineConfig) -> docker.DockerClient:
+    """docker-py on the machine's engine with its client certificate, verifying its CA."""
+    return docker.DockerClient(
+        base_url=config.url,
+        tls=docker.tls.TLSConfig(
+            client_cert=(str(config.tls_cert), str(config.tls_key)),
+            ca_cert=str(config.tls_ca),
+            verify=True,
+        ),
+    )
 
 
 def qemu_pid(service: MachineService, name: str) -> int | None:
@@ -102,14 +114,7 @@ def test_first_run_creates_starts_and_stops_a_machine_from_the_window(
     config = shell.session.config
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # they would replace the machine's CA
         monkeypatch.delenv(var, raising=False)
-    high = docker.DockerClient(
-        base_url=config.url,
-        tls=docker.tls.TLSConfig(
-            client_cert=(str(config.tls_cert), str(config.tls_key)),
-            ca_cert=str(config.tls_ca),
-            verify=True,
-        ),
-    )
+    high = docker_client_for(config)
     import_busybox(high, workdir=tmp_path / "busybox")
     high.containers.create("busybox:latest", ["true"], name="from-test")
     high.close()
@@ -159,26 +164,7 @@ def registered_engine_image(engine_guest_image, toolbox_home: Path, tmp_path: Pa
     """The locally built image with the engine baked in, in this test's own image cache: the
     lifecycle below is about the window and the tray, not the install (the first run above and
     tests/e2e install the engine on the stock image)."""
-    from toolbox.guest.images import ImageStore
-
-    staging = tmp_path / "engine-image"
-    staging.mkdir()
-    copies = {
-        key: Path(shutil.copy2(src, staging / src.name))
-        for key in ("path", "kernel", "initrd")
-        if (src := getattr(engine_guest_image, key)) is not None
-    }
-    ImageStore().add(
-        ENGINE_IMAGE,
-        copies["path"],
-        format=engine_guest_image.format,
-        arch=engine_guest_image.arch,
-        source=f"test copy of {engine_guest_image.path}",
-        kernel=copies.get("kernel"),
-        initrd=copies.get("initrd"),
-        cmdline=engine_guest_image.cmdline,
-    )
-    return ENGINE_IMAGE
+    return register_image_copy(engine_guest_image, ENGINE_IMAGE, tmp_path / "engine-image")
 
 
 def wait_seconds(qtbot, condition, timeout_s: float) -> float:
@@ -209,14 +195,7 @@ def test_launch_starts_the_stopped_machine_and_the_tray_cli_and_kill_are_followe
     service.create(CreateOptions(name="default", image=registered_engine_image))
     print(f"\ncreate from the engine image: {time.monotonic() - started:.0f} s")
     config = machine_config(service, "default")
-    high = docker.DockerClient(
-        base_url=config.url,
-        tls=docker.tls.TLSConfig(
-            client_cert=(str(config.tls_cert), str(config.tls_key)),
-            ca_cert=str(config.tls_ca),
-            verify=True,
-        ),
-    )
+    high = docker_client_for(config)
     import_busybox(high, workdir=tmp_path / "busybox")
     high.containers.create("busybox:latest", ["true"], name="kept")
     high.close()
