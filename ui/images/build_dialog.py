@@ -57,12 +57,11 @@ from toolbox.engine.build import (
 from toolbox.errors import Cancelled, ToolboxError, ValidationError
 from ui.tasks import Task, on_gui
 from ui.widgets.error_dialog import ErrorDialog
+from ui.widgets.labels import ERROR_STYLE, error_and_hint_labels
 from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
-
-ERROR_STYLE = "color: #b3261e;"
 
 
 class BuildDialog(QDialog):
@@ -150,18 +149,7 @@ class BuildDialog(QDialog):
         self.output.setMaximumBlockCount(20_000)
         self.output.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.output.setMinimumHeight(180)
-        self.error_label = QLabel()
-        self.error_label.setObjectName("buildError")
-        self.error_label.setWordWrap(True)
-        self.error_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.error_label.setStyleSheet(ERROR_STYLE + " font-weight: bold;")
-        self.hint_label = QLabel()
-        self.hint_label.setObjectName("buildHint")
-        self.hint_label.setWordWrap(True)
-        self.hint_label.setTextFormat(Qt.TextFormat.PlainText)
-        for label in (self.error_label, self.hint_label):
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            label.setVisible(False)
+        self.error_label, self.hint_label = error_and_hint_labels("build")
 
         self.buttons = QDialogButtonBox()
         self.build_button = QPushButton("Build")

@@ -30,12 +30,12 @@ from PySide6.QtWidgets import (
 from toolbox.engine.parse import ImageRef, parse_image_ref
 from toolbox.engine.records import Image
 from toolbox.errors import ToolboxError, ValidationError
+from ui.widgets.labels import ERROR_STYLE
 from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
 
-ERROR_STYLE = "color: #b3261e;"
 NOTE_STYLE = "color: #8a5a00;"
 
 

@@ -46,13 +46,13 @@ from toolbox.errors import Cancelled, ToolboxError, ValidationError
 from ui.models.table import RIGHT, Column, RecordTableModel
 from ui.tasks import Task, on_gui
 from ui.widgets.error_dialog import ErrorDialog
+from ui.widgets.labels import ERROR_STYLE, error_and_hint_labels
 from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
 
 BAR_STEPS = 1000
-ERROR_STYLE = "color: #b3261e;"
 
 
 class Transfer(Enum):
@@ -192,18 +192,7 @@ class TransferDialog(QDialog):
         self.layers_view.setMinimumHeight(140)
         self.layers_view.setVisible(False)
 
-        self.error_label = QLabel()
-        self.error_label.setObjectName("transferError")
-        self.error_label.setWordWrap(True)
-        self.error_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.error_label.setStyleSheet(ERROR_STYLE + " font-weight: bold;")
-        self.hint_label = QLabel()
-        self.hint_label.setObjectName("transferHint")
-        self.hint_label.setWordWrap(True)
-        self.hint_label.setTextFormat(Qt.TextFormat.PlainText)
-        for label in (self.error_label, self.hint_label):
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            label.setVisible(False)
+        self.error_label, self.hint_label = error_and_hint_labels("transfer")
 
         self.buttons = QDialogButtonBox()
         self.start_button = QPushButton(mode.value)

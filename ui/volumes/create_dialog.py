@@ -32,12 +32,12 @@ from PySide6.QtWidgets import (
 
 from toolbox.engine.parse import parse_env
 from toolbox.errors import ToolboxError, ValidationError
+from ui.widgets.labels import ERROR_STYLE
 from ui.widgets.text import readable
 
 if TYPE_CHECKING:
     from ui.session import EngineSession
 
-ERROR_STYLE = "color: #b3261e;"
 
 # The engine's rule for local volume names (and what it accepts for container names).
 NAME_RULE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
