@@ -121,25 +121,32 @@ def toolbox_start(env: dict[str, str]) -> float:
     return time.monotonic() - started
 
 
+def report(state: str, apps: list[float], bases: list[float], baseline: str, target: float) -> bool:
+    """Medians of the rounds against the baseline's, as the ``app_launch_STATE`` outcome."""
+    value, base = statistics.median(apps), statistics.median(bases)
+    outcome = common.Outcome(
+        benchmark=f"app_launch_{state}",
+        metric=f"app launch -> Containers page with {CONTAINERS} containers, machine {state}",
+        value=value,
+        unit="s",
+        baseline_name=baseline,
+        baseline=base,
+        target=f"<= {target:g}x",
+        passed=value / base <= target,
+    )
+    outcome.report()
+    return bool(outcome.passed)
+
+
 def bench_running(service: Any, env: dict[str, str], app_env: dict[str, str], rounds: int) -> bool:
     apps, bases = [], []
     for i in range(rounds):
         bases.append(docker_ps(env))
         apps.append(launch_to_filled(app_env))
         print(f"  round {i + 1}: app {apps[-1]:.2f} s, docker ps -a {bases[-1]:.2f} s")
-    value, base = statistics.median(apps), statistics.median(bases)
-    outcome = common.Outcome(
-        benchmark="app_launch_running",
-        metric=f"app launch -> Containers page with {CONTAINERS} containers, machine running",
-        value=value,
-        unit="s",
-        baseline_name="`docker ps -a` with the `toolbox env` settings",
-        baseline=base,
-        target=f"<= {RUNNING_TARGET:g}x",
-        passed=value / base <= RUNNING_TARGET,
+    return report(
+        "running", apps, bases, "`docker ps -a` with the `toolbox env` settings", RUNNING_TARGET
     )
-    outcome.report()
-    return bool(outcome.passed)
 
 
 def bench_stopped(service: Any, env: dict[str, str], app_env: dict[str, str], rounds: int) -> bool:
@@ -155,19 +162,7 @@ def bench_stopped(service: Any, env: dict[str, str], app_env: dict[str, str], ro
             f"  round {i + 1}: app {apps[-1]:.1f} s, toolbox start {start:.1f} s + "
             f"docker ps -a {ps:.2f} s"
         )
-    value, base = statistics.median(apps), statistics.median(bases)
-    outcome = common.Outcome(
-        benchmark="app_launch_stopped",
-        metric=f"app launch -> Containers page with {CONTAINERS} containers, machine stopped",
-        value=value,
-        unit="s",
-        baseline_name="`toolbox start` then `docker ps -a`",
-        baseline=base,
-        target=f"<= {STOPPED_TARGET:g}x",
-        passed=value / base <= STOPPED_TARGET,
-    )
-    outcome.report()
-    return bool(outcome.passed)
+    return report("stopped", apps, bases, "`toolbox start` then `docker ps -a`", STOPPED_TARGET)
 
 
 def main(argv: list[str] | None = None) -> int:
